@@ -1,0 +1,44 @@
+# The two commands of the README: `make run` (site.yml on the embedded minimal cluster) and `make test`.
+# Both install what they need into .venv first (pinned in requirements-test.txt).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+COLL_ROOT := .build/collections
+COLL_LINK := $(COLL_ROOT)/ansible_collections/aihow/hyperscaler
+CONFIG ?= config/minimal.yml
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLL_ROOT)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: deps collection-link test unit lint sanity run validate build bench clean
+
+deps: collection-link
+	VENV=$(VENV) bash scripts/install-deps
+
+# Ansible finds this checkout as aihow.hyperscaler through a link, no install step needed.
+collection-link:
+	@mkdir -p $(dir $(COLL_LINK))
+	@ln -sfn $(CURDIR) $(COLL_LINK)
+
+test: deps
+	bash tests/run-all.sh
+
+unit: deps
+	$(PY) -m pytest tests/unit
+
+lint: deps
+	$(VENV)/bin/ansible-lint
+
+run: deps
+	$(VENV)/bin/ansible-playbook playbooks/site.yml -e cluster_config=$(CONFIG)
+
+validate: deps
+	$(PY) scripts/hyperscaler-config validate $(CONFIG)
+
+build: deps
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path .build
+
+bench: deps
+	bash benchmarks/run.sh
+
+clean:
+	rm -rf .build tests/output .pytest_cache

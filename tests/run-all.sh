@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Everything `make test` runs, in order. Each tier prints its own summary; any failure fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$PWD/.build/collections"
+export ANSIBLE_CONFIG="$PWD/ansible.cfg"
+export ANSIBLE_NOCOLOR=1 PY_COLORS=0
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "unit tests (pytest, coverage of plugins/)"
+python -m pytest tests/unit -q -p no:cacheprovider --cov=plugins --cov-report=term:skip-covered \
+  --cov-fail-under=80
+
+step "ansible-lint (production profile)"
+ansible-lint --profile production
+
+step "collection build and offline install"
+bash tests/integration/collection-install.sh
+
+for extra in tests/run-molecule.sh tests/e2e/run.sh; do
+  if [ -x "$extra" ]; then
+    step "$extra"
+    "$extra"
+  fi
+done

@@ -1,0 +1,40 @@
+"""Shared test helpers: load the repo's example configs and collect validation issues."""
+import copy
+import os
+
+import yaml
+
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_model import (
+    ConfigError,
+    build_cluster_config,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def repo_path(*parts):
+    return os.path.join(REPO, *parts)
+
+
+def load_yaml(*parts):
+    with open(repo_path(*parts)) as handle:
+        return yaml.safe_load(handle)
+
+
+def issues_of(raw):
+    """Every (path, message) the model reports for ``raw``; [] when it is valid."""
+    try:
+        build_cluster_config(copy.deepcopy(raw), "test.yml")
+    except ConfigError as exc:
+        return [(i.path, i.message) for i in exc.issues]
+    return []
+
+
+def assert_issue(raw, path, *fragments):
+    """Exactly the expected problem is reported at ``path`` and its message has every fragment."""
+    found = issues_of(raw)
+    matching = [m for p, m in found if p == path]
+    assert matching, "no issue at %s; got %r" % (path, found)
+    assert any(all(f in m for f in fragments) for m in matching), "message at %s lacks %r: %r" % (
+        path, fragments, matching)
+    return found

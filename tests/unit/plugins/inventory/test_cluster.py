@@ -1,0 +1,179 @@
+"""The aihow.hyperscaler.cluster inventory plugin: in-process, and through ansible-inventory (golden files)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from ansible.errors import AnsibleParserError
+from ansible.inventory.data import InventoryData
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar
+from helpers import REPO, repo_path
+
+
+GOLDEN = repo_path("tests", "unit", "data", "golden")
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"  # UPDATE_GOLDEN=1 pytest ... rewrites the golden files
+
+
+@pytest.fixture
+def plugin():
+    # Through the plugin loader, as Ansible does, so DOCUMENTATION (and its fragments) defines the options.
+    from ansible.plugins.loader import inventory_loader
+    module = inventory_loader.get("aihow.hyperscaler.cluster")
+    assert module is not None, "plugin not found on the collections path"
+    module.inventory = InventoryData()
+    module.templar = Templar(loader=DataLoader())
+    return module
+
+
+def parse(plugin, tmp_path, config, extra=""):
+    source = tmp_path / "inventory.cluster.yml"
+    source.write_text("plugin: aihow.hyperscaler.cluster\nconfig: %s\n%s" % (config, extra))
+    plugin.parse(plugin.inventory, DataLoader(), str(source), cache=False)
+    return plugin.inventory
+
+
+def members(inventory, group):
+    return sorted(h.name for h in inventory.groups[group].get_hosts())
+
+
+def test_verify_file_accepts_only_its_suffixes(plugin, tmp_path):
+    good = tmp_path / "lab.cluster.yml"
+    good.write_text("plugin: aihow.hyperscaler.cluster\n")
+    bad = tmp_path / "hosts.yml"
+    bad.write_text("all: {}\n")
+    assert plugin.verify_file(str(good)) and not plugin.verify_file(str(bad))
+
+
+def test_groups_and_hosts_of_the_workstation(plugin, tmp_path):
+    inv = parse(plugin, tmp_path, repo_path("config", "workstation.yml"))
+    assert members(inv, "hpc_controller") == ["hpc-controller"]
+    assert members(inv, "hpc_compute") == ["hpc-compute-%02d" % i for i in range(1, 5)]
+    assert members(inv, "hpc") == ["hpc-compute-%02d" % i for i in range(1, 5)] + ["hpc-controller"]
+    assert members(inv, "k8s_control_plane") == members(inv, "kube_control_plane") == members(inv, "etcd") == \
+        ["cloud-control-plane"]
+    assert members(inv, "k8s_worker_cpu") == ["cloud-cpu-worker-01"]
+    assert members(inv, "k8s_worker_gpu") == ["cloud-gpu-worker-%02d" % i for i in range(1, 4)]
+    assert members(inv, "kube_node") == ["cloud-cpu-worker-01"] + members(inv, "k8s_worker_gpu")
+    assert set(members(inv, "k8s_cluster")) == set(members(inv, "kube_node")) | {"cloud-control-plane"}
+    assert members(inv, "slurm_partition_gpu") == members(inv, "slurm_partition_debug") == members(inv, "hpc_compute")
+    assert members(inv, "hypervisors") == ["local"]
+
+
+def test_host_vars_carry_address_resources_network_and_gpus(plugin, tmp_path):
+    inv = parse(plugin, tmp_path, repo_path("config", "workstation.yml"))
+    hv = inv.get_host("hpc-compute-03").get_vars()
+    assert hv["ansible_host"] == "192.168.100.13"
+    node = hv["hyperscaler_node"]
+    assert (node["cpu_cores"], node["memory_mb"], node["disk_gb"], node["network"]) == (8, 16384, 200, "hpc_network")
+    assert hv["hyperscaler_network"] == {"name": "hpc_network", "bridge": "virbr100", "gateway": "192.168.100.1",
+                                         "prefix": 24, "domain": "lab.internal"}
+    (gpu,) = hv["hyperscaler_gpus"]
+    assert (gpu["kind"], gpu["gpu_id"], gpu["profile"], gpu["placement_start"], gpu["device_file"]) == \
+        ("mig", "GPU-0", "1g.10gb", 2, "/dev/nvidia0")
+    local = inv.get_host("local").get_vars()
+    assert (local["ansible_connection"], local["hyperscaler_libvirt_uri"]) == ("local", "qemu:///system")
+
+
+def test_group_vars(plugin, tmp_path):
+    inv = parse(plugin, tmp_path, repo_path("config", "workstation.yml"))
+    slurm = inv.groups["hpc"].get_vars()["hyperscaler_slurm"]
+    assert (slurm["partitions"], slurm["default_partition"], slurm["max_job_time"]) == \
+        (["gpu", "debug"], "gpu", "24:00:00")
+    assert inv.groups["cloud"].get_vars()["hyperscaler_kubernetes"]["cni"] == "calico"
+    assert inv.groups["hypervisors"].get_vars()["hyperscaler_gpu_plan"]["strategy"] == "hybrid"
+    assert "hyperscaler_gpu_plan" not in inv.groups["all"].get_vars()  # kept off the 1,000s of VM hosts
+
+
+def test_relative_config_path_is_taken_from_the_source_file(plugin, tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yml").write_text(open(repo_path("config", "minimal.yml")).read())
+    inv = parse(plugin, tmp_path, "sub/c.yml")
+    assert members(inv, "hpc_compute") == ["hpc-compute-01", "hpc-compute-02"]
+
+
+def test_constructable_compose_groups_keyed_groups(plugin, tmp_path):
+    extra = (
+        "compose:\n  short_name: hyperscaler_node.name | regex_replace('^(hpc|cloud)-', '')\n"
+        "groups:\n  big_memory: hyperscaler_node.memory_gb >= 16\n"
+        "keyed_groups:\n  - key: hyperscaler_node.role\n    prefix: role\n"
+        "strict: true\n")
+    inv = parse(plugin, tmp_path, repo_path("config", "workstation.yml"), extra)
+    assert inv.get_host("hpc-compute-01").get_vars()["short_name"] == "compute-01"
+    assert members(inv, "big_memory") == sorted(members(inv, "hpc_compute") + members(inv, "k8s_worker_gpu"))
+    assert members(inv, "role_gpu_worker") == members(inv, "k8s_worker_gpu")
+
+
+def test_invalid_config_raises_parser_error_with_every_message(plugin, tmp_path):
+    with pytest.raises(AnsibleParserError) as exc:
+        parse(plugin, tmp_path, repo_path("tests", "unit", "data", "spec-example.yml"))
+    assert "1g.5gb, 2g.10gb, 3g.20gb are NVIDIA A100 40GB profiles" in str(exc.value)
+
+
+def test_cache_key_follows_config_content(plugin, tmp_path):
+    config = tmp_path / "c.yml"
+    config.write_text(open(repo_path("config", "minimal.yml")).read())
+    source = tmp_path / "lab.cluster.yml"
+    source.write_text("plugin: aihow.hyperscaler.cluster\nconfig: c.yml\n")
+    plugin.loader = DataLoader()
+    plugin._read_config_data(str(source))
+    first = plugin._cache_key_for(str(source), str(config))
+    config.write_text(config.read_text().replace("count: 2", "count: 2 "))
+    assert plugin._cache_key_for(str(source), str(config)) != first
+
+
+def test_cached_run_gives_the_same_inventory(tmp_path):
+    cache_dir = tmp_path / "cache"
+    source = tmp_path / "lab.cluster.yml"
+    source.write_text("plugin: aihow.hyperscaler.cluster\nconfig: %s\ncache: true\ncache_plugin: "
+                      "ansible.builtin.jsonfile\ncache_connection: %s\n" % (repo_path("config", "workstation.yml"),
+                                                                          cache_dir))
+    first = _ansible_inventory(["-i", str(source), "--list"])
+    assert first.returncode == 0, first.stderr
+    assert os.listdir(str(cache_dir)), "nothing was cached"
+    second = _ansible_inventory(["-i", str(source), "--list"])
+    assert json.loads(first.stdout) == json.loads(second.stdout)
+
+
+# ------------------------------------------------------------------ ansible-inventory, end to end
+
+def _ansible_inventory(args):
+    env = dict(os.environ, ANSIBLE_CONFIG=repo_path("ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=repo_path(".build", "collections"), ANSIBLE_NOCOLOR="1")
+    exe = os.path.join(os.path.dirname(sys.executable), "ansible-inventory")
+    return subprocess.run([exe] + args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _golden(name, text):
+    path = os.path.join(GOLDEN, name)
+    if UPDATE:
+        with open(path, "w") as handle:
+            handle.write(text)
+    with open(path) as handle:
+        assert text == handle.read(), "%s changed; rerun with UPDATE_GOLDEN=1 if intended" % name
+
+
+@pytest.mark.parametrize("name", ["minimal", "workstation", "production"])
+def test_ansible_inventory_graph_golden(name):
+    done = _ansible_inventory(["-i", "config/inventory.%s.cluster.yml" % name, "--graph"])
+    assert done.returncode == 0, done.stderr
+    _golden("%s.graph" % name, done.stdout)
+
+
+@pytest.mark.parametrize("name", ["minimal", "workstation"])
+def test_ansible_inventory_list_golden(name):
+    done = _ansible_inventory(["-i", "config/inventory.%s.cluster.yml" % name, "--list"])
+    assert done.returncode == 0, done.stderr
+    text = json.dumps(json.loads(done.stdout), indent=1, sort_keys=True).replace(REPO, "<repo>") + "\n"
+    _golden("%s.list.json" % name, text)
+
+
+def test_ansible_inventory_fails_on_bad_config(tmp_path):
+    source = tmp_path / "bad.cluster.yml"
+    source.write_text("plugin: aihow.hyperscaler.cluster\nconfig: %s\n"
+                      % repo_path("tests", "unit", "data", "spec-example.yml"))
+    done = _ansible_inventory(["-i", str(source), "--list"])
+    assert done.returncode != 0
+    assert "global.gpu_allocation.devices[0].allowed_mig_profiles" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

@@ -1,0 +1,170 @@
+"""The libvirt_cluster module end to end on test:///default (in-process, no daemon, no traffic).
+
+test:///default keeps one state per process only while a connection is open, and the module
+opens and closes its own: the fixture holds a connection for the whole test, so consecutive
+module runs see the same state, and removes what the test created afterwards.
+"""
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+from ansible.module_utils import basic
+
+from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_converge as lc
+from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.aihow.hyperscaler.plugins.modules import libvirt_cluster
+
+URI = "test:///default"
+
+
+@pytest.fixture
+def hv(tmp_path, monkeypatch):
+    conn = lc.connect(URI)
+    # A host without usable KVM, whatever machine runs the tests.
+    cpu = tmp_path / "cpuinfo"
+    cpu.write_text("flags\t\t: fpu sse2\n")
+    monkeypatch.setattr(lc, "CPUINFO_PATH", str(cpu))
+    monkeypatch.setattr(lc, "KVM_PATH", str(tmp_path / "no-kvm"))
+    yield conn
+    for dom in conn.listAllDomains():
+        if lx.owner_metadata(dom.XMLDesc(0)) is not None:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+    for net in conn.listAllNetworks():
+        if net.name().startswith("hs-"):
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+    conn.close()
+
+
+def args(**over):
+    a = {
+        "uri": URI,
+        "state": "running",
+        "networks": [{"name": "hs-mod-net", "subnet": "10.66.0.0/24",
+                      "hosts": [{"mac": "52:54:00:66:00:01", "name": "k8s-cp", "ip": "10.66.0.10"}]}],
+        "domains": [{"name": "k8s-cp", "cluster": "lab", "role": "k8s-control-plane", "vcpus": 2, "memory_mib": 2048,
+                     "nics": [{"network": "hs-mod-net", "mac": "52:54:00:66:00:01"}],
+                     "gpus": [{"kind": "simulated", "model": "A100", "profile": "3g.20gb"}]},
+                    {"name": "k8s-worker", "cluster": "lab", "role": "k8s-worker",
+                     "nics": [{"network": "hs-mod-net"}],
+                     "gpus": [{"kind": "pci", "address": "0000:65:00.0"}]}],
+    }
+    a.update(over)
+    return a
+
+
+def test_define_start_then_idempotent(run_module, hv, monkeypatch):
+    warned = []
+    # the fixture's exit_json bypasses Ansible's warning collection, so record warn() directly
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warned.append(msg))
+    result, failed = run_module(libvirt_cluster.main, args(), diff=True)
+    assert not failed, result
+    assert result["changed"] is True
+    assert "# domain/k8s-cp (define)" in result["diff"]["after"]
+    assert result["accelerator"] == "tcg"
+    assert "neither vmx nor svm" in result["accelerator_reason"]
+    assert warned == [result["accelerator_reason"]]
+    assert warned[0].startswith("TCG software emulation is used because KVM is not usable")
+    worker = hv.lookupByName("k8s-worker")
+    assert worker.isActive()
+    root = ET.fromstring(worker.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    assert root.get("type") == "qemu" and root.find("features/tcg/tb-cache") is not None
+    assert root.find("devices/hostdev/source/address").get("bus") == "0x65"
+    assert result["domains"]["k8s-cp"]["macs"] == ["52:54:00:66:00:01"]
+
+    again, failed = run_module(libvirt_cluster.main, args(), diff=True)
+    assert not failed, again
+    assert again["changed"] is False
+    assert again["changes"] == [] and "diff" not in again
+
+
+def test_check_mode_three_steps(run_module, hv):
+    check, _ = run_module(libvirt_cluster.main, args(), check_mode=True)
+    assert check["changed"] is True
+    with pytest.raises(libvirt.libvirtError):
+        hv.lookupByName("k8s-cp")
+    real, _ = run_module(libvirt_cluster.main, args())
+    assert real["changed"] is True and hv.lookupByName("k8s-cp").isActive()
+    check2, _ = run_module(libvirt_cluster.main, args(), check_mode=True)
+    assert check2["changed"] is False
+
+
+def test_drift_reported_in_diff_and_restored(run_module, hv):
+    run_module(libvirt_cluster.main, args(state="present"))
+    dom = hv.lookupByName("k8s-cp")
+    uuid = dom.UUIDString()
+    dom.setMemoryFlags(3072 * 1024, libvirt.VIR_DOMAIN_AFFECT_CONFIG | libvirt.VIR_DOMAIN_MEM_MAXIMUM)
+    result, failed = run_module(libvirt_cluster.main, args(state="present"), diff=True)
+    assert not failed, result
+    assert result["changed"] is True
+    assert [(c["name"], c["action"]) for c in result["changes"]] == [("k8s-cp", "redefine")]
+    assert "3145728" in result["diff"]["before"] and "2097152" in result["diff"]["after"]
+    dom = hv.lookupByName("k8s-cp")
+    assert dom.maxMemory() == 2048 * 1024 and dom.UUIDString() == uuid
+    assert lx.domain_identity(dom.XMLDesc(0))[1] == ["52:54:00:66:00:01"]
+
+
+def test_absent_leaves_the_builtin_test_domain(run_module, hv):
+    run_module(libvirt_cluster.main, args())
+    a = args(state="absent")
+    a["domains"] = a["domains"] + [{"name": "test"}]
+    result, failed = run_module(libvirt_cluster.main, a)
+    assert not failed, result
+    assert result["changed"] is True
+    assert result["skipped"] == [{"kind": "domain", "name": "test",
+                                  "reason": "no aihow.hyperscaler metadata: not created by this collection"}]
+    assert [d.name() for d in hv.listAllDomains()] == ["test"]
+    assert "hs-mod-net" not in [n.name() for n in hv.listAllNetworks()]
+    assert "default" in [n.name() for n in hv.listAllNetworks()]
+
+
+def test_requested_kvm_on_host_without_kvm_fails_with_remediation(run_module, hv):
+    result, failed = run_module(libvirt_cluster.main, args(accelerator="kvm"))
+    assert failed
+    assert "accelerator 'kvm' was requested" in result["msg"] and "Remediation" in result["msg"]
+    with pytest.raises(libvirt.libvirtError):
+        hv.lookupByName("k8s-cp")
+
+
+def test_kvm_host_gets_kvm_domains(run_module, hv, tmp_path, monkeypatch):
+    cpu = tmp_path / "cpuinfo-kvm"
+    cpu.write_text("flags\t\t: fpu vmx sse2\n")
+    kvm = tmp_path / "kvm"
+    kvm.write_text("")
+    monkeypatch.setattr(lc, "CPUINFO_PATH", str(cpu))
+    monkeypatch.setattr(lc, "KVM_PATH", str(kvm))
+    result, failed = run_module(libvirt_cluster.main, args(state="present"))
+    assert not failed, result
+    assert result["accelerator"] == "kvm"
+    assert ET.fromstring(hv.lookupByName("k8s-cp").XMLDesc(0)).get("type") == "kvm"
+
+
+def test_foreign_network_name_fails_naming_it(run_module, hv):
+    a = args()
+    a["networks"][0]["name"] = "lab-net"
+    result, failed = run_module(libvirt_cluster.main, a)
+    assert failed and "network 'lab-net' is not owned" in result["msg"]
+
+
+def test_wait_ssh_uses_static_dhcp_address(run_module, hv, monkeypatch):
+    probed = []
+
+    def fake_port_open(host, port, timeout):
+        probed.append((host, port))
+        return True
+
+    monkeypatch.setattr(lc, "port_open", fake_port_open)
+    a = args(wait_ssh=True, ssh_timeout=5)
+    a["domains"][1]["ssh_host"] = "10.66.0.20"
+    result, failed = run_module(libvirt_cluster.main, a)
+    assert not failed, result
+    assert sorted(probed) == [("10.66.0.10", 22), ("10.66.0.20", 22)]
+    assert result["ssh"] == {"k8s-cp": True, "k8s-worker": True}
+
+
+def test_bad_uri_fails_cleanly(run_module, hv):
+    result, failed = run_module(libvirt_cluster.main, args(uri="test:///nonexistent/file.xml"))
+    assert failed and "cannot connect to libvirt at 'test:///nonexistent/file.xml'" in result["msg"]
