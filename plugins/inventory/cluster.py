@@ -43,10 +43,12 @@ options:
 """
 
 EXAMPLES = r"""
+---
 # inventory.cluster.yml
 plugin: aihow.hyperscaler.cluster
 config: ../config/minimal.yml
 
+---
 # Group GPU nodes by their first GPU's model, expose a short name
 plugin: aihow.hyperscaler.cluster
 config: /etc/hyperscaler/cluster.yaml

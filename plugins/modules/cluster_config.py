@@ -13,9 +13,9 @@ short_description: Validate a cluster.yaml and return its nodes and GPU allocati
 version_added: 0.1.0
 author: aihow engineering (@aihow)
 description:
-  - Loads a cluster.yaml with the collection's one config model (JSON Schema plus semantic checks:
-    networks, addresses, resources against host capacity, GPU models and MIG profiles, the placement of
-    every MIG instance, GPU-enabled nodes against allocations).
+  - Loads a cluster.yaml with the collection's one config model, which applies the JSON Schema and the
+    semantic checks (networks, addresses, resources against host capacity, GPU models and MIG profiles,
+    the placement of every MIG instance, GPU-enabled nodes against allocations).
   - Fails with every problem found, each with its path in the file, in C(issues).
   - Reads only; never changes anything (C(changed) is always false).
 options:
