@@ -28,8 +28,10 @@ unit: deps
 lint: deps
 	$(VENV)/bin/ansible-lint
 
+# The inventory source is generated so that CONFIG can be any cluster.yaml.
 run: deps
-	$(VENV)/bin/ansible-playbook playbooks/site.yml -e cluster_config=$(CONFIG)
+	@printf 'plugin: aihow.hyperscaler.cluster\nconfig: %s\n' "$(abspath $(CONFIG))" > .build/run.cluster.yml
+	$(VENV)/bin/ansible-playbook -i .build/run.cluster.yml playbooks/site.yml -e hyperscaler_config_file=$(abspath $(CONFIG))
 
 validate: deps
 	$(PY) scripts/hyperscaler-config validate $(CONFIG)
