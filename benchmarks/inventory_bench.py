@@ -7,11 +7,9 @@ Prints a markdown row per run: wall time and the child's peak RSS (getrusage RUS
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 
 import yaml
 

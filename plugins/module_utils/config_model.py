@@ -232,7 +232,7 @@ def apply_defaults(data, schema=None, root=None):
 
 def parse_ip_range(text):
     """'a.b.c.d', 'a.b.c.d-e' or 'a.b.c.d-w.x.y.z' -> list of IPv4Address (ValueError if bad)."""
-    first, _, last = text.partition("-")
+    first, _dash, last = text.partition("-")
     start = ipaddress.IPv4Address(first.strip())
     if not last:
         return [start]

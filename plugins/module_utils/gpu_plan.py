@@ -24,12 +24,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from collections import Counter
+from collections import Counter, namedtuple
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import mig_placement
 
 CLUSTERS = ("hpc", "cloud")
 _GENERIC = None  # a bare slice count: the GPU's smallest allowed profile
+
+# One MIG GPU of the pool: its index in gpu_allocation.devices, the device entry, its catalog model and
+# the profile names it may be sliced into.
+PoolGpu = namedtuple("PoolGpu", ["index", "dev", "model", "allowed"])
 
 
 def empty_plan():
@@ -53,31 +57,31 @@ class _Pool:
     STEP_LIMIT = 200000
 
     def __init__(self, devices):
-        self.devices = devices  # list of (index, dev, model, allowed names)
+        self.devices = devices  # list of PoolGpu
         self.fit_cache = {}
         self.steps = 0
 
     def resolve(self, pos, profile):
-        _, _, model, allowed = self.devices[pos]
+        gpu = self.devices[pos]
         if profile is _GENERIC:
-            return _generic_profile(model, allowed)
-        return profile if profile in allowed else None
+            return _generic_profile(gpu.model, gpu.allowed)
+        return profile if profile in gpu.allowed else None
 
     def fits(self, pos, counter):
-        model = self.devices[pos][2]
+        model = self.devices[pos].model
         key = (model.key, tuple(sorted(counter.items())))
         if key not in self.fit_cache:
             self.fit_cache[key] = mig_placement.fits(model, dict(counter))
         return self.fit_cache[key]
 
     def device_class(self, pos):
-        _, dev, model, allowed = self.devices[pos]
-        return (model.key, tuple(allowed), dev.get("hypervisor_host"))
+        gpu = self.devices[pos]
+        return (gpu.model.key, tuple(gpu.allowed), gpu.dev.get("hypervisor_host"))
 
     def assign(self, items):
         """items: list of (cluster, profile or _GENERIC). Returns per-device lists or None."""
-        state = [Counter() for _ in self.devices]
-        chosen = [[] for _ in self.devices]
+        state = [Counter() for gpu in self.devices]
+        chosen = [[] for gpu in self.devices]
         dead = set()
 
         def canonical(k):
@@ -120,7 +124,7 @@ class _Pool:
 def _size_hint(pool, profile):
     if profile is _GENERIC:
         return 1
-    sizes = [m.profile(profile).size for _, _, m, _ in pool.devices if m.profile(profile)]
+    sizes = [gpu.model.profile(profile).size for gpu in pool.devices if gpu.model.profile(profile)]
     return max(sizes) if sizes else 0
 
 
@@ -128,8 +132,8 @@ def _mig_items(chk, alloc, pool):
     items = []
     base = ["global", "gpu_allocation", "mig_slices"]
     offered = set()
-    for _, _, _, allowed in pool.devices:
-        offered.update(allowed)
+    for gpu in pool.devices:
+        offered.update(gpu.allowed)
     for cluster in CLUSTERS:
         req = alloc["mig_slices"].get(cluster, 0)
         if isinstance(req, int):
@@ -148,11 +152,11 @@ def _mig_items(chk, alloc, pool):
 def _aggregate_reason(pool, items):
     """Why nothing fits, in numbers, where a simple count already shows it."""
     demand = 0
-    for _, profile in items:
-        sizes = [m.profile(pool.resolve(pos, profile)).compute_slices
-                 for pos, (_, _, m, _) in enumerate(pool.devices) if pool.resolve(pos, profile)]
+    for _cluster, profile in items:
+        sizes = [gpu.model.profile(pool.resolve(pos, profile)).compute_slices
+                 for pos, gpu in enumerate(pool.devices) if pool.resolve(pos, profile)]
         demand += min(sizes) if sizes else 0
-    supply = sum(max(p.compute_slices for p in m.mig_profiles) for _, _, m, _ in pool.devices)
+    supply = sum(max(p.compute_slices for p in gpu.model.mig_profiles) for gpu in pool.devices)
     if demand > supply:
         return "It needs %d compute slices; those GPUs hold %d." % (demand, supply)
     return None
@@ -213,7 +217,7 @@ def build_plan(chk, models, nodes):
     # 2. MIG instances onto the remaining MIG GPUs
     pool_idx = [i for i in range(len(devices)) if mig_ok(i) and i not in taken] \
         if alloc["strategy"] != "whole" else []
-    pool = _Pool([(i, devices[i], models[i], _device_profiles(devices[i], models[i])) for i in pool_idx])
+    pool = _Pool([PoolGpu(i, devices[i], models[i], _device_profiles(devices[i], models[i])) for i in pool_idx])
     issues_before = len(chk.issues)
     items = _mig_items(chk, alloc, pool)
     if len(chk.issues) != issues_before:
@@ -233,7 +237,7 @@ def build_plan(chk, models, nodes):
         else:
             reason = None
         if chosen is None:
-            capacity = ", ".join("%s (%s)" % (d["id"], m.name) for _, d, m, _ in pool.devices)
+            capacity = ", ".join("%s (%s)" % (gpu.dev["id"], gpu.model.name) for gpu in pool.devices)
             reason = reason or _aggregate_reason(pool, items)
             chk.add(base + ["mig_slices"], "the MIG request (%s) does not fit on the GPUs left for slicing: %s. "
                     "%s" % (_describe_request(alloc), capacity,
@@ -244,11 +248,12 @@ def build_plan(chk, models, nodes):
         for pos, assigned in enumerate(chosen):
             if not assigned:
                 continue
-            i = pool.devices[pos][0]
-            placed = mig_placement.solve(models[i], [name for _, name in assigned])
-            queue = dict((name, [c for c, n in assigned if n == name]) for _, name in assigned)
+            i = pool.devices[pos].index
+            names = [name for _cluster, name in assigned]
+            placed = mig_placement.solve(models[i], names)
+            queue = dict((name, [c for c, n in assigned if n == name]) for name in names)
             dev_plans[i]["mode"] = "mig"
-            dev_plans[i]["mig_devices"] = dict(Counter(name for _, name in assigned))
+            dev_plans[i]["mig_devices"] = dict(Counter(names))
             for p in placed:
                 cluster = queue[p.profile].pop(0)
                 inst = {"profile": p.profile, "start": p.start, "size": p.size, "cluster": cluster, "node": None}

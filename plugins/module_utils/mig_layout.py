@@ -681,4 +681,3 @@ def run(backend, mig_config=None, selected_config=None, layout=None, check_mode=
     if persist_path:
         result["persist_changed"] = save_layout(persist_path, layout_document(result["after"]), check_mode)
     return result
-

@@ -262,7 +262,7 @@ PYNVML_LOADER = _load_pynvml
 
 def _run_reset(bus_id):
     """pynvml has no reset call; mig-parted uses ``nvidia-smi -r -i <busid>`` too."""
-    proc = subprocess.run(["nvidia-smi", "-r", "-i", bus_id], stdout=subprocess.PIPE,
+    proc = subprocess.run(["nvidia-smi", "-r", "-i", bus_id], stdout=subprocess.PIPE, check=False,
                           stderr=subprocess.STDOUT, universal_newlines=True)
     return proc.returncode, proc.stdout
 

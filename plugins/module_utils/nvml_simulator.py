@@ -249,12 +249,12 @@ class SimulatedNvml(NvmlBackend):
         return {"total_mb": total, "used_mb": used, "free_mb": total - used}
 
     def mig_mode(self, index):
-        gpu, _ = self._mig_model(index, "DeviceGetMigMode")
+        gpu, _model = self._mig_model(index, "DeviceGetMigMode")
         return gpu["mig"]["current"], gpu["mig"]["pending"]
 
     def set_mig_mode(self, index, enabled):
         op = "set_mig_mode"
-        gpu, _ = self._mig_model(index, "DeviceSetMigMode")
+        gpu, _model = self._mig_model(index, "DeviceSetMigMode")
         self._need_root("DeviceSetMigMode")
         self._fault(op, index)
         mode = MIG_ENABLE if enabled else MIG_DISABLE
@@ -284,7 +284,7 @@ class SimulatedNvml(NvmlBackend):
         op = "DeviceGetGpuInstanceProfileInfo"
         if not 0 <= nvml_index < gpu_catalog.NVML_GI_PROFILE_COUNT:
             raise InvalidArgument("GI profile index %d out of range" % nvml_index, op=op)
-        _, model = self._mig_enabled(index, op)
+        _gpu, model = self._mig_enabled(index, op)
         prof = model.profile_by_nvml_index(nvml_index)
         if prof is None:
             raise NotSupported("%s has no GI profile with index %d" % (model.name, nvml_index), op=op)
@@ -366,7 +366,7 @@ class SimulatedNvml(NvmlBackend):
 
     def destroy_gpu_instance(self, index, gi_id):
         op = "destroy_gpu_instance"
-        gpu, _ = self._mig_enabled(index, "GpuInstanceDestroy")
+        gpu, _model = self._mig_enabled(index, "GpuInstanceDestroy")
         self._need_root("GpuInstanceDestroy")
         gi = self._gi(gpu, gi_id, "GpuInstanceDestroy")
         self._fault(op, index)
@@ -441,7 +441,7 @@ class SimulatedNvml(NvmlBackend):
     def destroy_compute_instance(self, index, gi_id, ci_id):
         op = "destroy_compute_instance"
         api = "ComputeInstanceDestroy"
-        gpu, _ = self._mig_enabled(index, api)
+        gpu, _model = self._mig_enabled(index, api)
         self._need_root(api)
         gi = self._gi(gpu, gi_id, api)
         self._fault(op, index)
@@ -455,7 +455,7 @@ class SimulatedNvml(NvmlBackend):
         raise NotFound("GPU instance %d has no compute instance %r" % (gi_id, ci_id), op=api)
 
     def mig_devices(self, index):
-        gpu, _ = self._mig_model(index, "DeviceGetMigDeviceHandleByIndex")
+        gpu, _model = self._mig_model(index, "DeviceGetMigDeviceHandleByIndex")
         out = []
         for gi in sorted(gpu["gpu_instances"], key=lambda g: (g["start"], g["id"])):
             for ci in sorted(gi["compute_instances"], key=lambda c: (c["start"], c["id"])):

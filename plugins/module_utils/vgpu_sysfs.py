@@ -443,7 +443,7 @@ class VgpuSysfs:
         type_link = os.path.join(real, "mdev_type")
         type_id = _link_base(type_link)
         type_name = _read(os.path.join(type_link, "name"), type_id)
-        pf, _ = self._pf_of(parent, self._pci(parent))
+        pf, _pci = self._pf_of(parent, self._pci(parent))
         cdevs = _listdir(os.path.join(real, "vfio-dev"))
         return Device(MDEV, parent, type_id, type_name, uuid=uid, pf=pf,
                       iommu_group=_link_base(os.path.join(real, "iommu_group")),
@@ -488,7 +488,7 @@ class VgpuSysfs:
         ctl = self._pci(vf, "nvidia", "current_vgpu_type")
         if _read(ctl, "0") not in ("", "0"):
             raise HyperscalerError("VF %s already holds vGPU type %s" % (vf, _read(ctl)))
-        if type_id not in [tid for tid, _ in self._creatable(vf)]:
+        if type_id not in [tid for tid, _name in self._creatable(vf)]:
             raise HyperscalerError("vGPU type %s is not creatable on VF %s" % (type_id, vf))
         self._write(ctl, type_id, "create vGPU type %s on VF %s" % (type_id, vf))
         if _read(ctl) != type_id:
@@ -847,7 +847,7 @@ def device_view(devices, defs, record):
 def predicted_view(plan):
     """device_view after applying ``plan`` (for check mode), from the snapshot and the plan."""
     snap = plan.snapshot
-    gone = set(d.key for d, _ in plan.removals)
+    gone = set(d.key for d, _reason in plan.removals)
     devices = [d for d in snap["devices"] if d.key not in gone]
     for c in plan.creations:
         if c["style"] == MDEV:

@@ -25,8 +25,10 @@ options:
     required: true
 attributes:
   check_mode:
+    description: Can run in check mode and return the same result; it never changes anything.
     support: full
   diff_mode:
+    description: Reports no diff; nothing changes.
     support: none
 requirements:
   - jsonschema

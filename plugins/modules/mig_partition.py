@@ -163,7 +163,7 @@ gpus:
     model: {description: Catalog model name., type: str}
     mig_capable: {description: Whether the GPU supports MIG., type: bool}
     mig_enabled: {description: Current MIG mode., type: bool}
-    mig_pending: {description: Pending MIG mode when it differs from the current one, else null., type: bool}
+    mig_pending: {description: "Pending MIG mode when it differs from the current one, else null.", type: bool}
     instances:
       description: GPU instances with C(profile), C(start), C(size), C(gi_id) and C(compute_instances)
         (C(ci_id), C(profile), C(compute_slices) and C(uuid), the MIG device UUID).

@@ -155,7 +155,7 @@ devices:
            sample: 7cf938d0-7189-5c27-a144-3ca3617823ef}
     style: {description: "C(mdev) or C(vendor-vfio).", type: str, returned: state=present, sample: mdev}
     parent: {description: Requested parent (normalised)., type: str, returned: state=present, sample: "0000:41:00.0"}
-    address: {description: Where the device lives, the mdev parent or the VF., type: str, returned: state=present,
+    address: {description: "Where the device lives: the mdev parent or the VF.", type: str, returned: state=present,
               sample: "0000:41:00.4"}
     pf: {description: Physical function when I(address) is a VF., type: str, returned: state=present,
          sample: "0000:41:00.0"}

@@ -78,7 +78,7 @@ def test_all_errors_are_reported_at_once(ws):
     ws["global"]["networks"]["cloud_network"]["subnet"] = "192.168.100.0/25"
     ws["clusters"]["cloud"]["control_plane"]["ip_address"] = "192.168.201.10"
     ws["global"]["gpu_allocation"]["devices"][1]["pci_address"] = "0000:65:00.0"
-    paths = {p for p, _ in issues_of(ws)}
+    paths = {p for p, _unused in issues_of(ws)}
     assert {"clusters.hpc.controller.cpu_cores", "global.networks.hpc_network.subnet",
             "clusters.cloud.control_plane.ip_address",
             "global.gpu_allocation.devices[1].pci_address"} <= paths
@@ -314,7 +314,7 @@ def test_strategy_mig_forbids_whole(ws):
 def test_strategy_whole_forbids_slices(ws):
     ws["global"]["gpu_allocation"]["strategy"] = "whole"
     found = issues_of(ws)
-    assert {p for p, _ in found} == {"global.gpu_allocation.mig_slices.hpc", "global.gpu_allocation.mig_slices.cloud"}
+    assert {p for p, _unused in found} == {"global.gpu_allocation.mig_slices.hpc", "global.gpu_allocation.mig_slices.cloud"}
 
 
 def test_strategy_whole_ok():

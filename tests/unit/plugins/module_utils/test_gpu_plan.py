@@ -2,7 +2,6 @@
 import copy
 import itertools
 
-import pytest
 from helpers import assert_issue, issues_of, load_yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -54,7 +53,7 @@ def test_workstation_plan_is_the_documented_one():
 
 def test_plan_is_deterministic():
     raw = load_yaml("config", "production.yml")
-    plans = [build_cluster_config(copy.deepcopy(raw)).plan for _ in range(3)]
+    plans = [build_cluster_config(copy.deepcopy(raw)).plan for _unused in range(3)]
     assert plans[0] == plans[1] == plans[2]
 
 
@@ -188,7 +187,7 @@ MODELS = ["A100-80GB", "A30", "H100-80GB"]
 def brute_force_feasible(models, names):
     """Try every assignment of instances to GPUs (small cases only)."""
     for assignment in itertools.product(range(len(models)), repeat=len(names)):
-        per = [[] for _ in models]
+        per = [[] for _unused in models]
         for name, gpu in zip(names, assignment):
             if cat.MODELS_BY_KEY[models[gpu]].profile(name) is None:
                 break

@@ -76,7 +76,7 @@ def test_bad_profile_and_ci_form_name_the_valid_ones():
 
 def test_device_filter_and_devices_select_gpus(tmp_path):
     s = sim(tmp_path, "A100-80GB", "H100-80GB", "A100-80GB")
-    targets, _ = mig_layout.targets_from_mig_parted(s, cfg([
+    targets, _unused = mig_layout.targets_from_mig_parted(s, cfg([
         {"device-filter": "0x20B210DE", "devices": [2], "mig-enabled": True, "mig-devices": {"7g.80gb": 1}},
         {"device-filter": ["0x233010DE"], "devices": "all", "mig-enabled": True, "mig-devices": {"3g.40gb": 2}}]),
         "x")
@@ -84,7 +84,7 @@ def test_device_filter_and_devices_select_gpus(tmp_path):
     assert targets[2].groups == [("7g.80gb", [7], None)]
     assert targets[1].groups == [("3g.40gb", [3], None)] * 2
     s2 = sim(tmp_path / "sub", "A100-80GB")
-    targets, _ = mig_layout.targets_from_mig_parted(s2, cfg([
+    targets, _unused = mig_layout.targets_from_mig_parted(s2, cfg([
         {"device-filter": "0x20B210DE:0x12345678", "devices": "all", "mig-enabled": False}]), "x")
     assert targets == {}  # the subsystem id does not match
 
@@ -125,7 +125,7 @@ def test_explicit_overlap_is_infeasible(tmp_path):
 
 def test_infeasible_mig_parted_request_gives_solver_reason(tmp_path):
     s = sim(tmp_path, "A100-80GB")
-    targets, _ = mig_layout.targets_from_mig_parted(
+    targets, _unused = mig_layout.targets_from_mig_parted(
         s, cfg([{"devices": "all", "mig-enabled": True, "mig-devices": {"4g.40gb": 1, "3g.40gb": 1, "1g.10gb": 1}}]),
         "x")
     with pytest.raises(HyperscalerError) as err:
@@ -138,7 +138,7 @@ def test_existing_instances_stay_in_place(tmp_path):
     s.create_gpu_instance(0, 19, (5, 1))
     gi = s.all_gpu_instances(0)[0]
     s.create_compute_instance(0, gi.id, 0)
-    targets, _ = mig_layout.targets_from_mig_parted(
+    targets, _unused = mig_layout.targets_from_mig_parted(
         s, cfg([{"devices": "all", "mig-enabled": True, "mig-devices": {"1g.10gb": 1, "3g.40gb": 1}}]), "x")
     result = mig_layout.converge(s, targets)
     assert not any("destroy" in a for a in result["actions"])

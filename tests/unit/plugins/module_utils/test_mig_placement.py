@@ -129,7 +129,7 @@ def test_solve_is_deterministic(case):
         first = mig_placement.solve(model, dict(counter), current=cur)
     except mig_placement.PlacementError as exc:
         first = str(exc)
-    for _ in range(2):
+    for _unused in range(2):
         try:
             again = mig_placement.solve(model, list(counter.elements()), current=list(reversed(cur)))
         except mig_placement.PlacementError as exc:

@@ -132,7 +132,7 @@ def test_set_mig_mode_returns_activation_status(fake):
 
 
 def test_device_facts(fake):
-    backend, _ = fake
+    backend, _unused = fake
     assert backend.device_count() == 1
     assert backend.name(0) == "NVIDIA A100-SXM4-80GB"
     assert backend.pci_info(0) == {"bus_id": "0000:65:00.0", "device_id": 0x20B210DE, "subsystem_id": 0x147F10DE}
@@ -167,7 +167,7 @@ def test_compute_instances_and_destroy(fake):
 
 
 def test_mig_devices_skip_empty_slots_and_processes_filter_by_gi(fake):
-    backend, _ = fake
+    backend, _unused = fake
     assert backend.mig_devices(0) == [nb.MigDevice("GPU-1234", 2, 0)]
     assert backend.processes(0) == [10, 11]
     assert backend.processes(0, gi_id=2) == [10]
@@ -186,7 +186,7 @@ def test_error_mapping(monkeypatch, code, cls):
 
 
 def test_reset_refuses_busy_gpu_and_runs_nvidia_smi(fake, monkeypatch):
-    backend, _ = fake
+    backend, _unused = fake
     ran = []
     monkeypatch.setattr(nb, "RESET_RUNNER", lambda bus: ran.append(bus) or (0, ""))
     with pytest.raises(nb.InUse):

@@ -39,7 +39,7 @@ def test_profile_ids_counts_and_placements_match_reference(tmp_path, model):
         assert sim.gi_possible_placements(0, real_id) == [(s, size) for s in starts]
         assert sim.gi_remaining_capacity(0, real_id) == min(max_count, len(starts))
         # max count instances can be created, one more is refused
-        for _ in range(min(max_count, len(starts))):
+        for _unused in range(min(max_count, len(starts))):
             sim.create_gpu_instance(0, real_id)
         with pytest.raises(nb.InsufficientResources):
             sim.create_gpu_instance(0, real_id)
@@ -61,7 +61,7 @@ def test_capacity_example_3g_at_0_leaves_three_1g(tmp_path):
     assert sim.gi_remaining_capacity(0, one) == 7
     sim.create_gpu_instance(0, gi_id(sim, "3g.40gb"), (0, 4))
     assert sim.gi_remaining_capacity(0, one) == 3
-    assert [s for s, _ in sim.gi_possible_placements(0, one)] == [4, 5, 6]
+    assert [s for s, _unused in sim.gi_possible_placements(0, one)] == [4, 5, 6]
 
 
 def test_gi_ids_follow_observations(tmp_path):
@@ -93,7 +93,7 @@ def test_gi_ids_unique_for_every_layout_on_a30_and_a100(tmp_path):
 
 def test_auto_placement_order_for_1g(tmp_path):
     sim = sim_for(tmp_path, "H100-80GB")
-    starts = [sim.create_gpu_instance(0, gi_id(sim, "1g.10gb")).start for _ in range(7)]
+    starts = [sim.create_gpu_instance(0, gi_id(sim, "1g.10gb")).start for _unused in range(7)]
     assert starts == [6, 4, 5, 0, 1, 2, 3]
     sim2 = sim_for(tmp_path / "b", "A100-80GB")
     assert sim2.create_gpu_instance(0, gi_id(sim2, "3g.40gb")).start == 4  # highest free start

@@ -80,7 +80,7 @@ def test_backend_none_and_empty_sysfs(tmp_path, run_module):
 def test_output_fits_cluster_yaml_device_shape(tmp_path, run_module):
     """The device entries (without facts) validate against the cluster.yaml schema's device definition."""
     root = tree(tmp_path)
-    result, _ = run_module(gpu_discovery.main, {"backend": "none", "sysfs_root": str(root)})
+    result, _unused = run_module(gpu_discovery.main, {"backend": "none", "sysfs_root": str(root)})
     schema_path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "schemas", "cluster.schema.json")
     schema = json.load(open(schema_path))
     import jsonschema

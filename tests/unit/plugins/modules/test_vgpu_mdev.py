@@ -86,7 +86,7 @@ def test_check_mode_then_real_then_check_is_unchanged(run, lab):
 
 
 def test_idempotent_and_diff(run, lab):
-    first, _ = run(devices=MIXED, diff=True)
+    first, _unused = run(devices=MIXED, diff=True)
     assert first["diff"]["before"] == {"devices": []}
     after = first["diff"]["after"]["devices"]
     assert len(after) == 4
@@ -102,7 +102,7 @@ def test_idempotent_and_diff(run, lab):
 
 
 def test_stable_uuids_per_cluster_name_and_index(run, lab):
-    result, _ = run(devices=[{"name": "n1", "parent": V100, "type": "V100DX-2Q"},
+    result, _unused = run(devices=[{"name": "n1", "parent": V100, "type": "V100DX-2Q"},
                              {"name": "n1", "parent": V100, "type": "V100DX-2Q"},
                              {"name": "n2", "parent": V100, "type": "V100DX-2Q",
                               "uuid": "A0B1C2D3-0000-4000-8000-000000000001"}])
@@ -130,7 +130,7 @@ def test_mdevctl_definitions_are_written_with_mdevctls_schema(run, lab):
 
 
 def test_persist_false_writes_no_definition(run, lab):
-    result, _ = run(devices=MIXED[2:3], persist=False)
+    result, _unused = run(devices=MIXED[2:3], persist=False)
     assert result["changed"] and result["devices"][0]["persisted"] is False
     assert state(lab)[1] == []
 
@@ -139,7 +139,7 @@ def test_start_mode_change_rewrites_the_definition_only(run, lab):
     run(devices=MIXED[2:3])
     uid = stable_uuid("lab", "viz-01", 0)
     group_before = os.readlink(os.path.join(lab.root, vs.MDEV_DEVICES, uid, "iommu_group"))
-    result, _ = run(devices=[dict(MIXED[2], start="manual")], diff=True)
+    result, _unused = run(devices=[dict(MIXED[2], start="manual")], diff=True)
     assert result["changed"] is True and result["removed"] == []
     assert vs.VgpuSysfs(lab.root).definitions()[uid]["start"] == "manual"
     assert os.readlink(os.path.join(lab.root, vs.MDEV_DEVICES, uid, "iommu_group")) == group_before
@@ -168,7 +168,7 @@ def test_absent_removes_devices_definitions_and_record(run, lab):
     assert sorted(e["name"] for e in record.values()) == ["hpc-compute-01", "hpc-compute-02"]
     assert "1432 : NVIDIA H200X-35C" in open(os.path.join(
         lab.root, vs.PCI_DEVICES, "0000:c1:00.4", "nvidia", "creatable_vgpu_types")).read()
-    again, _ = run(state="absent", devices=[{"name": "viz-01"}, {"name": "k8s-gpu-01"}])
+    again, _unused = run(state="absent", devices=[{"name": "viz-01"}, {"name": "k8s-gpu-01"}])
     assert again["changed"] is False
 
 
@@ -189,7 +189,7 @@ def test_exclusive_removes_only_owned_devices_of_the_cluster(run, lab):
     # its own vendor-vfio vGPU was on the next VF and is gone
     assert open(os.path.join(lab.root, vs.PCI_DEVICES, "0000:c1:00.5", "nvidia",
                              "current_vgpu_type")).read().strip() == "0"
-    again, _ = run(devices=MIXED[:1], exclusive=True)
+    again, _unused = run(devices=MIXED[:1], exclusive=True)
     assert again["changed"] is False
 
 
