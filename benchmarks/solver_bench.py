@@ -47,7 +47,7 @@ def bench_model(model):
     worst = 0.0
     for wanted in requests:
         t0 = time.perf_counter()
-        for _ in range(GPUS_PER_HOST):
+        for _gpu in range(GPUS_PER_HOST):
             try:
                 mig_placement.solve(model, wanted)
                 ok = True
@@ -106,7 +106,7 @@ def bench_plan(repeat):
     raw = cluster_config()
     times = []
     cfg = None
-    for _ in range(repeat):
+    for _run in range(repeat):
         t0 = time.perf_counter()
         cfg = config_model.build_cluster_config(raw, "bench")
         times.append(time.perf_counter() - t0)

@@ -16,12 +16,14 @@ python -m pytest tests/unit -q -p no:cacheprovider --cov=plugins --cov-report=te
 step "ansible-lint (production profile)"
 ansible-lint --profile production
 
+step "ansible-test sanity"
+bash tests/sanity.sh
+
 step "collection build and offline install"
 bash tests/integration/collection-install.sh
 
-for extra in tests/run-molecule.sh tests/e2e/run.sh; do
-  if [ -x "$extra" ]; then
-    step "$extra"
-    "$extra"
-  fi
-done
+step "GPU host end to end against the NVML and vGPU simulators"
+bash tests/integration/gpu-simulator.sh
+
+step "Molecule scenarios (podman)"
+bash tests/run-molecule.sh

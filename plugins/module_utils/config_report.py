@@ -62,8 +62,8 @@ def render_text(config):
             if d["mode"] == "mig":
                 layout = ", ".join("%s@%d:%d->%s" % (i["profile"], i["start"], i["size"], i["node"])
                                    for i in d["mig_layout"])
-                lines.append("  %-8s %-13s %-22s MIG [%s] %s" % (d["id"], d["pci_address"], model.name,
-                                                               _slice_map(d, model.memory_slices), layout))
+                slices = _slice_map(d, model.memory_slices)
+                lines.append("  %-8s %-13s %-22s MIG [%s] %s" % (d["id"], d["pci_address"], model.name, slices, layout))
             elif d["mode"] == "whole":
                 lines.append("  %-8s %-13s %-22s whole -> %s" % (d["id"], d["pci_address"], model.name, d["node"]))
             else:

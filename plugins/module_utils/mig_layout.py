@@ -290,8 +290,8 @@ def targets_from_layout(backend, layout):
             iw = "%s.instances[%d]" % (where, k)
             prof = model.profile(str(inst.get("profile", "")))
             if prof is None:
-                _fail("%s: %s has no MIG profile %r (valid: %s)" % (iw, model.name, inst.get("profile"),
-                                                                   ", ".join(model.profile_names()) or "none"))
+                valid = ", ".join(model.profile_names()) or "none"
+                _fail("%s: %s has no MIG profile %r (valid: %s)" % (iw, model.name, inst.get("profile"), valid))
             start = inst.get("start")
             if start is not None and start not in prof.starts:
                 _fail("%s: %s cannot start at memory slice %s on %s (allowed starts: %s)"
@@ -343,8 +343,9 @@ def place(model, target, current_instances):
               % (target.source, model.name, ", ".join("%s at %d" % (m.profile, m.start) for m in missing)))
     # Give each placed GI a CI list: existing GIs keep a matching CI list when the target has one.
     pool = [list(g) for g in target.groups]
-    current_cis = dict(((i["profile"], i["start"]), sorted((c["compute_slices"] for c in i["compute_instances"]),
-                                                             reverse=True)) for i in current_instances)
+    current_cis = dict(((i["profile"], i["start"]),
+                        sorted((c["compute_slices"] for c in i["compute_instances"]), reverse=True))
+                       for i in current_instances)
     out = [None] * len(placed)
     for k, p in enumerate(placed):
         have = current_cis.get((p.profile, p.start))

@@ -472,15 +472,17 @@ class PynvmlBackend(NvmlBackend):
         self._handles.pop(index, None)  # handles are stale after a reset
 
 
+def make_backend(kind="nvml", simulator_state=None, simulator_spec=None, check_mode=False):
+    """The backend a module option names: ``nvml`` (real, the default) or ``simulator``.
 
-def make_backend(kind="nvml", simulator_state=None, simulator_spec=None):
-    """The backend a module option names: ``nvml`` (real, the default) or ``simulator``."""
+    In check mode a simulator created from ``simulator_spec`` stays in memory (nothing is written).
+    """
     if kind == "simulator":
         # Imported here: the simulator module imports this one.
         from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_simulator import SimulatedNvml
         if not simulator_state:
             raise NvmlError("backend 'simulator' needs a simulator_state path", op="init")
-        return SimulatedNvml(simulator_state, spec=simulator_spec)
+        return SimulatedNvml(simulator_state, spec=simulator_spec, write_new=not check_mode)
     if kind != "nvml":
         raise NvmlError("unknown NVML backend %r (use nvml or simulator)" % (kind,), op="init")
     return PynvmlBackend()

@@ -123,14 +123,16 @@ def _model(name):
 class SimulatedNvml(NvmlBackend):
     """NVML over a JSON state file (see the module docstring for the format)."""
 
-    def __init__(self, state_path, spec=None):
+    def __init__(self, state_path, spec=None, write_new=True):
         self.path = state_path
         if not os.path.exists(state_path):
             if spec is None:
                 raise NvmlError("simulator state %s does not exist and no GPU spec was given" % state_path,
                                 op="init")
             self.state = build_state(spec)
-            self._save()
+            # A new simulated host is created on disk, except in check mode, which must write nothing.
+            if write_new:
+                self._save()
         else:
             self.reload()
         self.initialised = False

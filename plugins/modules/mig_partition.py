@@ -247,7 +247,7 @@ class MigPartition(HyperscalerModule):
         p = self.params
         config = self._mig_config()
         try:
-            backend = make_backend(p["backend"], p["simulator_state"], p["simulator_spec"])
+            backend = make_backend(p["backend"], p["simulator_state"], p["simulator_spec"], check_mode=self.check_mode)
             backend.init()
         except NvmlError as exc:
             raise HyperscalerError("cannot open NVML (%s backend): %s" % (p["backend"], exc.msg))

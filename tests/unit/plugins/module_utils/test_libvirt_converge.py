@@ -119,7 +119,7 @@ def test_domain_drift_is_reported_and_restored_keeping_uuid_and_mac(conn):
     run(conn)
     dom = conn.lookupByName("compute-01")
     uuid_before = dom.UUIDString()
-    _, macs_before = lx.domain_identity(inactive_xml(dom))
+    _uuid, macs_before = lx.domain_identity(inactive_xml(dom))
     dom.setMemoryFlags(4096 * 1024, libvirt.VIR_DOMAIN_AFFECT_CONFIG | libvirt.VIR_DOMAIN_MEM_MAXIMUM)
     dom.setVcpusFlags(3, libvirt.VIR_DOMAIN_AFFECT_CONFIG | libvirt.VIR_DOMAIN_VCPU_MAXIMUM)
     dom.setVcpusFlags(3, libvirt.VIR_DOMAIN_AFFECT_CONFIG)

@@ -202,10 +202,11 @@ def test_busy_gpu_instance_is_not_destroyed(tmp_path):
 
 def test_save_load_and_apply_saved(tmp_path):
     s = sim(tmp_path, "H100-80GB", "A30")
-    layout = [{"pci_address": "65:00.0", "instances": [{"profile": "4g.40gb", "start": 0},
-                                                        {"profile": "1g.10gb", "start": 4}]},
-              {"pci_address": "66:00.0", "instances": [{"profile": "2g.12gb", "start": 2,
-                                                        "compute_instances": ["1c.2g.12gb", "1c.2g.12gb"]}]}]
+    h100 = {"pci_address": "65:00.0", "instances": [
+        {"profile": "4g.40gb", "start": 0}, {"profile": "1g.10gb", "start": 4}]}
+    a30 = {"pci_address": "66:00.0", "instances": [
+        {"profile": "2g.12gb", "start": 2, "compute_instances": ["1c.2g.12gb", "1c.2g.12gb"]}]}
+    layout = [h100, a30]
     path = str(tmp_path / "etc" / "mig-layout.json")
     result = mig_layout.run(s, layout=layout, persist_path=path)
     assert result["persist_changed"]

@@ -27,8 +27,8 @@ def state(tmp_path):
 def test_check_mode_apply_then_idempotent(tmp_path, run_module):
     result, failed = run_module(mig_partition.main, args(tmp_path), check_mode=True, diff=True)
     assert not failed and result["changed"]
-    assert all(not g["gpu_instances"] for g in state(tmp_path)["gpus"])  # nothing done
-    assert state(tmp_path)["gpus"][0]["mig"] == {"current": 0, "pending": 0}
+    # check mode writes nothing: not even the simulated host's state file it was created from the spec
+    assert not (tmp_path / "sim.json").exists()
     assert not (tmp_path / "mig-layout.json").exists()
     predicted = result["diff"]["after"]
 
@@ -53,16 +53,16 @@ def test_check_mode_apply_then_idempotent(tmp_path, run_module):
 
 def test_diff_shows_placements(tmp_path, run_module):
     run_module(mig_partition.main, args(tmp_path))
-    layout = [{"pci_address": "ca:00.0", "instances": [{"profile": "7g.80gb", "start": 0, "size": 8,
-                                                          "cluster": "hpc", "node": "hpc-compute-01"}]}]
+    layout = [{"pci_address": "ca:00.0", "instances": [
+        {"profile": "7g.80gb", "start": 0, "size": 8, "cluster": "hpc", "node": "hpc-compute-01"}]}]
     result, failed = run_module(mig_partition.main, args(tmp_path, mig_config=None, selected_config=None,
                                                          layout=layout), diff=True)
     assert not failed and result["changed"]
     before = result["diff"]["before"]["0000:ca:00.0"]
     after = result["diff"]["after"]["0000:ca:00.0"]
     assert len(before["instances"]) == 4
-    assert after == {"mig_enabled": True, "instances": [{"profile": "7g.80gb", "start": 0, "size": 8,
-                                                          "compute_instances": ["7g.80gb"]}]}
+    assert after == {"mig_enabled": True, "instances": [
+        {"profile": "7g.80gb", "start": 0, "size": 8, "compute_instances": ["7g.80gb"]}]}
     assert any("destroy compute instance" in a for a in result["actions"])
 
 

@@ -103,9 +103,9 @@ def test_idempotent_and_diff(run, lab):
 
 def test_stable_uuids_per_cluster_name_and_index(run, lab):
     result, _unused = run(devices=[{"name": "n1", "parent": V100, "type": "V100DX-2Q"},
-                             {"name": "n1", "parent": V100, "type": "V100DX-2Q"},
-                             {"name": "n2", "parent": V100, "type": "V100DX-2Q",
-                              "uuid": "A0B1C2D3-0000-4000-8000-000000000001"}])
+                                   {"name": "n1", "parent": V100, "type": "V100DX-2Q"},
+                                   {"name": "n2", "parent": V100, "type": "V100DX-2Q",
+                                    "uuid": "A0B1C2D3-0000-4000-8000-000000000001"}])
     assert [d["uuid"] for d in result["devices"]] == [
         stable_uuid("lab", "n1", 0), stable_uuid("lab", "n1", 1), "a0b1c2d3-0000-4000-8000-000000000001"]
     assert [d["index"] for d in result["devices"]] == [0, 1, 0]
