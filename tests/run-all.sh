@@ -27,3 +27,6 @@ bash tests/integration/gpu-simulator.sh
 
 step "Molecule scenarios (podman)"
 bash tests/run-molecule.sh
+
+step "VMs end to end: golden image, lab mode, the minimal cluster under TCG, idempotence, teardown"
+bash tests/e2e/run.sh

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 
 # Group layout: parent -> children. Kubespray's groups are fed from ours.
@@ -30,6 +31,8 @@ ROLE_GROUPS = {
 ALL_GROUPS = sorted(set(GROUP_CHILDREN) | set(c for cs in GROUP_CHILDREN.values() for c in cs)
                     | set(g for gs in ROLE_GROUPS.values() for g in gs) | {"hypervisors"})
 _LOCAL_URI = re.compile(r"^[a-z0-9]+:///")  # no host part: libvirt on this machine
+# scripts/hyperscaler-lab writes <root>/<metadata.name>/netns (the namespace name) while a lab is up.
+LAB_STATE_ROOT = "/run/aihow-hyperscaler"
 
 
 def _partition_nodes(part, compute):
@@ -93,7 +96,37 @@ def _hypervisor_vars(host):
     return out
 
 
-def inventory_from_config(config):
+def lab_netns(config, state_root=None):
+    """The network namespace the VMs live in (lab mode), or None.
+
+    lab_mode disabled: None. enabled: the running lab's namespace, else the one `hyperscaler-lab up`
+    will create (hs-<metadata.name>). auto: the running lab's namespace when its state file exists.
+    """
+    mode = config.data["hypervisor"].get("lab_mode", "auto")
+    if mode == "disabled":
+        return None
+    path = os.path.join(state_root or LAB_STATE_ROOT, config.name, "netns")
+    try:
+        with open(path) as handle:
+            name = handle.read().strip()
+    except (IOError, OSError):
+        name = None
+    if name:
+        return name
+    return "hs-%s" % config.name if mode == "enabled" else None
+
+
+def lab_ssh_args(netns):
+    """SSH options that tunnel to a guest through the lab namespace (needs root for `ip netns exec`).
+
+    Host keys are not recorded: lab guests are rebuilt with new keys, and they are reachable only
+    through the namespace, so there is no one in between to check for.
+    """
+    return ('-o ProxyCommand="ip netns exec %s nc %%h %%p" -o UserKnownHostsFile=/dev/null '
+            '-o StrictHostKeyChecking=no' % netns)
+
+
+def inventory_from_config(config, lab_state_root=None):
     """{"groups": {name: vars}, "children": {parent: [groups]}, "hosts": {name: {"groups", "vars"}}}."""
     data = config.data
     groups = dict((g, {}) for g in ALL_GROUPS)
@@ -146,6 +179,11 @@ def inventory_from_config(config):
                                     "prefix": net["prefix"], "domain": net["domain"]},
             "hyperscaler_gpus": node_gpus(config, node),
         }
+    netns = lab_netns(config, lab_state_root)
+    if netns:
+        # Guests are only reachable from inside the lab namespace; nothing is added outside lab mode.
+        for node in config.nodes:
+            hosts[node.name]["vars"]["ansible_ssh_common_args"] = lab_ssh_args(netns)
     for host in data["hypervisor"]["hosts"]:
         hosts.setdefault(host["name"], {"groups": [], "vars": {}})
         hosts[host["name"]]["groups"].append("hypervisors")

@@ -24,7 +24,7 @@ vGPU.  Type ids and counts of the presets are illustrative, not a driver's exact
 
 Command line (for playbooks against the GPU simulator)::
 
-    python -m ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu_sysfs_sim ROOT [--preset lab]
+    scripts/hyperscaler-vgpu-sim ROOT [--preset lab]
 """
 
 from __future__ import absolute_import, division, print_function
@@ -35,7 +35,6 @@ import errno
 import json
 import os
 import shutil
-import sys
 import uuid as uuidlib
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu_sysfs import (
@@ -434,21 +433,3 @@ def build_lab(root):
     sim.add_sriov_mdev_gpu("0000:41:00.0", num_vfs=16)
     sim.add_vendor_vfio_gpu("0000:c1:00.0", num_vfs=16)
     return sim
-
-
-def main(argv=None):
-    import argparse
-    parser = argparse.ArgumentParser(description="Generate a simulated vGPU sysfs tree.")
-    parser.add_argument("root")
-    parser.add_argument("--preset", choices=["lab"], default="lab")
-    args = parser.parse_args(argv)
-    if os.path.exists(os.path.join(args.root, MODEL_FILE)):
-        print("%s already holds a simulated tree; leaving it as it is" % args.root)
-        return 0
-    build_lab(args.root)
-    print("simulated vGPU sysfs tree written to %s" % args.root)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

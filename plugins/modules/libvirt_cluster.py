@@ -32,8 +32,10 @@ requirements:
   - libvirt-python on the host that runs the module (see requirements-libvirt.txt)
 attributes:
   check_mode:
+    description: Computes every change (including the XML diffs) and changes nothing.
     support: full
   diff_mode:
+    description: Returns the normalised XML of every changed object before and after.
     support: full
 options:
   uri:
@@ -49,10 +51,40 @@ options:
     choices: [present, running, stopped, absent]
     default: present
   accelerator:
-    description: C(auto) picks KVM when usable, else TCG; C(kvm) fails on a host without usable KVM.
+    description:
+      - C(auto) picks KVM when usable, else TCG; C(kvm) fails on a host without usable KVM.
+      - Default C(hypervisor.accelerator) of O(config) when O(config) is set, else C(auto).
     type: str
     choices: [auto, kvm, tcg]
-    default: auto
+  config:
+    description:
+      - Path of a cluster.yaml (on the host that runs the module). The pool, networks and domains are derived
+        from it (see docs/vms.md) instead of being given in O(pool), O(networks) and O(domains), which are then not
+        allowed (mutually exclusive).
+    type: path
+  images:
+    description:
+      - With O(config), golden image paths by image name (C(hpc-base), C(cloud-base)); an image not listed is
+        C(<images.cache_dir>/<name>.qcow2).
+    type: dict
+    default: {}
+  seed_dir:
+    description: With O(config), directory of the cloud-init seed ISOs C(<vm_name>-seed.iso); default the pool directory.
+    type: path
+  ssh_public_key:
+    description:
+      - With O(config), the OpenSSH public key (text) installed for C(ssh.user) in every VM. The seed ISOs are
+        (re)built when their content changed and removed with O(state=absent). Without it no seed ISO is written
+        (the domains still refer to them).
+    type: str
+  hypervisor_host:
+    description: With O(config), only the VMs placed on this C(hypervisor.hosts[].name); default all of them.
+    type: str
+  ssh_netns:
+    description:
+      - Network namespace to probe the SSH ports from (lab mode, see scripts/hyperscaler-lab); the probe then runs
+        as C(ip netns exec <ssh_netns>) so no traffic to the guests' addresses leaves from this namespace.
+    type: str
   owner_prefix:
     description: Name prefix that marks networks and pools as owned by this collection.
     type: str
@@ -314,6 +346,15 @@ EXAMPLES = r"""
     wait_ssh: true
     ssh_timeout: 600
 
+- name: The whole cluster of a cluster.yaml, with seed ISOs, waiting for SSH from the lab namespace
+  aihow.hyperscaler.libvirt_cluster:
+    state: running
+    config: /etc/hyperscaler/cluster.yaml
+    ssh_public_key: "{{ lookup('ansible.builtin.file', '~/.ssh/id_ed25519.pub') }}"
+    seed_dir: /var/lib/aihow-hyperscaler/seed
+    wait_ssh: true
+    ssh_netns: hs-lab
+
 - name: Show what would change, with XML diffs
   aihow.hyperscaler.libvirt_cluster:
     state: present
@@ -383,6 +424,11 @@ ssh:
   description: With O(wait_ssh), per domain whether its SSH port answered.
   returned: always
   type: dict
+seeds:
+  description: With O(config) and O(ssh_public_key), per seed ISO path what was done (C(written), C(unchanged), C(removed), C(absent)).
+  returned: always
+  type: dict
+  sample: {/var/lib/libvirt/images/hyperscaler/lab-hpc-controller-seed.iso: written}
 """
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
@@ -390,6 +436,7 @@ from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base impo
     ModuleResult,
 )
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_converge as lc
+from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_specs
 
 _ACCEL = ["auto", "kvm", "tcg"]
 
@@ -398,7 +445,13 @@ class LibvirtClusterModule(HyperscalerModule):
     argument_spec = dict(
         uri=dict(type="str", default="qemu:///system"),
         state=dict(type="str", choices=["present", "running", "stopped", "absent"], default="present"),
-        accelerator=dict(type="str", choices=_ACCEL, default="auto"),
+        accelerator=dict(type="str", choices=_ACCEL),
+        config=dict(type="path"),
+        images=dict(type="dict", default={}),
+        seed_dir=dict(type="path"),
+        ssh_public_key=dict(type="str", no_log=False),
+        hypervisor_host=dict(type="str"),
+        ssh_netns=dict(type="str"),
         owner_prefix=dict(type="str", default=lc.DEFAULT_OWNER_PREFIX),
         wait_ssh=dict(type="bool", default=False),
         ssh_timeout=dict(type="int", default=300),
@@ -462,8 +515,10 @@ class LibvirtClusterModule(HyperscalerModule):
             ssh_port=dict(type="int", default=22),
         )),
     )
+    # cluster.yaml or explicit specs, not both (the specs would silently win or lose).
+    mutually_exclusive = [("config", "networks"), ("config", "domains"), ("config", "pool")]
 
-    def _resolve_accelerators(self):
+    def _resolve_accelerators(self, requested, domain_specs):
         """Module-level accelerator plus per-domain overrides, each detected once."""
         cache = {}
 
@@ -473,11 +528,11 @@ class LibvirtClusterModule(HyperscalerModule):
                 cache[requested] = lc.detect_accelerator(requested, lc.CPUINFO_PATH, lc.KVM_PATH)
             return cache[requested]
 
-        accel, reason = resolve(self.params["accelerator"])
+        accel, reason = resolve(requested)
         domains = []
-        for spec in self.params["domains"] or []:
+        for spec in domain_specs:
             spec = dict(spec)
-            spec["accelerator"] = resolve(spec.get("accelerator") or self.params["accelerator"])[0]
+            spec["accelerator"] = resolve(spec.get("accelerator") or requested)[0]
             domains.append(spec)
         for requested, (got, why) in sorted(cache.items()):
             self.module.log("libvirt_cluster: accelerator %s (requested %s): %s" % (got, requested, why))
@@ -487,41 +542,57 @@ class LibvirtClusterModule(HyperscalerModule):
 
     def logic(self):
         p = self.params
+        wanted = libvirt_specs.module_specs(p)
+        requested = wanted["accelerator"]
         if p["state"] == "absent":
             # Nothing is defined when removing, so a host without KVM must not fail here.
-            accel, reason, domains = p["accelerator"], "not used with state=absent", p["domains"]
+            accel, reason, domains = requested, "not used with state=absent", wanted["domains"]
         else:
-            accel, reason, domains = self._resolve_accelerators()
+            accel, reason, domains = self._resolve_accelerators(requested, wanted["domains"])
+        seeds = {}
+        seed_changes = []
+        if wanted["seeds"] and p["state"] != "absent":
+            # Before the domains start: cloud-init reads the ISO at first boot.
+            seeds, seed_changes = libvirt_specs.converge_seeds(wanted["seeds"], "present", self.check_mode)
+        ssh_wait = libvirt_specs.netns_ssh_wait(p["ssh_netns"]) if p["ssh_netns"] else None
         conn = lc.connect(p["uri"])
         try:
             result = lc.converge(
                 conn,
                 state=p["state"],
-                networks=p["networks"],
-                pool=p["pool"],
+                networks=wanted["networks"],
+                pool=wanted["pool"],
                 domains=domains,
                 check_mode=self.check_mode,
                 owner_prefix=p["owner_prefix"],
                 wait_ssh=p["wait_ssh"],
                 ssh_timeout=p["ssh_timeout"],
+                ssh_wait=ssh_wait,
                 stop_timeout=p["stop_timeout"],
             )
         finally:
             conn.close()
+        if wanted["seeds"] and p["state"] == "absent":
+            # After the domains are gone, so no running guest loses its CD-ROM.
+            seeds, seed_changes = libvirt_specs.converge_seeds(wanted["seeds"], "absent", self.check_mode)
+        result["changes"] = seed_changes + result["changes"]
+        changed = result["changed"] or bool(seed_changes)
+        # Everything else converge returned goes out as is (changed is ModuleResult's own argument).
+        values = dict((k, v) for k, v in result.items() if k != "changed")
         before, after = [], []
         for ch in result["changes"]:
             if ch.get("before") or ch.get("after"):
                 header = "# %s/%s (%s)\n" % (ch["kind"], ch["name"], ch["action"])
                 before.append(header + (ch.get("before") or ""))
                 after.append(header + (ch.get("after") or ""))
-        changed = result.pop("changed")
         return ModuleResult(
             changed,
             before="".join(before) if changed else None,
             after="".join(after) if changed else None,
             accelerator=accel,
             accelerator_reason=reason,
-            **result
+            seeds=seeds,
+            **values
         )
 
 

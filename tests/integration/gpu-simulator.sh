@@ -47,7 +47,7 @@ YML
 # untouched) plus the workstation's A100 80GB as an SR-IOV mdev GPU in MIG mode. The preset has no
 # A100 80GB, so this one is added with vgpu_sysfs_sim's API; its MIG-backed types are A100D-*.
 # vGPU and NVML are separate simulators: the tree's MIG flag stands for the mode the role sets.
-"$PY" -m ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu_sysfs_sim "$S/sysroot" >/dev/null
+"$PY" scripts/hyperscaler-vgpu-sim "$S/sysroot" >/dev/null
 "$PY" - "$S/sysroot" <<'PY'
 import sys
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu_sysfs_sim import VgpuSim

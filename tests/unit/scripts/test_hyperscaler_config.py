@@ -40,3 +40,14 @@ def test_plan_command_prints_the_plan():
 
 def test_usage_error_exits_2():
     assert run("frobnicate", "x").returncode == 2
+
+
+def test_vgpu_sim_script_builds_a_tree_once(tmp_path):
+    root = str(tmp_path / "sys-root")
+    first = subprocess.run([sys.executable, repo_path("scripts", "hyperscaler-vgpu-sim"), root],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "sys-root" / "sys" / "class" / "mdev_bus").is_dir()
+    again = subprocess.run([sys.executable, repo_path("scripts", "hyperscaler-vgpu-sim"), root],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0 and "leaving it as it is" in again.stdout

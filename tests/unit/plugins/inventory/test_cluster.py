@@ -126,9 +126,9 @@ def test_cache_key_follows_config_content(plugin, tmp_path):
 def test_cached_run_gives_the_same_inventory(tmp_path):
     cache_dir = tmp_path / "cache"
     source = tmp_path / "lab.cluster.yml"
+    config = repo_path("config", "workstation.yml")
     source.write_text("plugin: aihow.hyperscaler.cluster\nconfig: %s\ncache: true\ncache_plugin: "
-                      "ansible.builtin.jsonfile\ncache_connection: %s\n" % (repo_path("config", "workstation.yml"),
-                                                                          cache_dir))
+                      "ansible.builtin.jsonfile\ncache_connection: %s\n" % (config, cache_dir))
     first = _ansible_inventory(["-i", str(source), "--list"])
     assert first.returncode == 0, first.stderr
     assert os.listdir(str(cache_dir)), "nothing was cached"
@@ -142,7 +142,7 @@ def _ansible_inventory(args):
     env = dict(os.environ, ANSIBLE_CONFIG=repo_path("ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=repo_path(".build", "collections"), ANSIBLE_NOCOLOR="1")
     exe = os.path.join(os.path.dirname(sys.executable), "ansible-inventory")
-    return subprocess.run([exe] + args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([exe] + args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _golden(name, text):
@@ -177,3 +177,49 @@ def test_ansible_inventory_fails_on_bad_config(tmp_path):
     assert done.returncode != 0
     assert "global.gpu_allocation.devices[0].allowed_mig_profiles" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+# --------------------------------------------------------------------------- lab mode: SSH through the netns
+
+def _lab_config(tmp_path, mode):
+    import yaml
+    raw = yaml.safe_load(open(repo_path("config", "minimal.yml")))
+    raw["hypervisor"]["lab_mode"] = mode
+    path = tmp_path / ("lab-%s.yml" % mode)
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.mark.parametrize("mode, state_file, expected", [
+    ("auto", False, None),
+    ("auto", True, "hs-lab"),
+    ("enabled", False, "hs-lab"),
+    ("disabled", True, None),
+])
+def test_lab_mode_sets_proxy_command_on_vms_only(plugin, tmp_path, monkeypatch, mode, state_file, expected):
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils import inventory_model
+    root = tmp_path / "run"
+    if state_file:
+        (root / "lab").mkdir(parents=True)
+        (root / "lab" / "netns").write_text("hs-lab\n")
+    monkeypatch.setattr(inventory_model, "LAB_STATE_ROOT", str(root))
+    inv = parse(plugin, tmp_path, _lab_config(tmp_path, mode))
+    for name in ("hpc-controller", "hpc-compute-01", "hpc-compute-02"):
+        args = inv.get_host(name).vars.get("ansible_ssh_common_args")
+        if expected is None:
+            assert args is None
+        else:
+            assert '-o ProxyCommand="ip netns exec %s nc %%h %%p"' % expected in args
+    assert "ansible_ssh_common_args" not in inv.get_host("local").vars  # the hypervisor is local
+
+
+def test_lab_netns_name_comes_from_the_state_file(tmp_path):
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils import inventory_model
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_model import load_cluster_config
+    config = load_cluster_config(repo_path("config", "minimal.yml"))
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "netns").write_text("custom-ns\n")
+    assert inventory_model.lab_netns(config, str(tmp_path)) == "custom-ns"
+    assert inventory_model.lab_netns(config, str(tmp_path / "none")) is None  # auto, no lab running
+    model = inventory_model.inventory_from_config(config, lab_state_root=str(tmp_path))
+    assert "ip netns exec custom-ns nc" in model["hosts"]["hpc-compute-02"]["vars"]["ansible_ssh_common_args"]

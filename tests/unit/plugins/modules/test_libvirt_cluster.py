@@ -168,3 +168,135 @@ def test_wait_ssh_uses_static_dhcp_address(run_module, hv, monkeypatch):
 def test_bad_uri_fails_cleanly(run_module, hv):
     result, failed = run_module(libvirt_cluster.main, args(uri="test:///nonexistent/file.xml"))
     assert failed and "cannot connect to libvirt at 'test:///nonexistent/file.xml'" in result["msg"]
+
+
+# --------------------------------------------------------------------------- config: a whole cluster.yaml
+
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_mac  # noqa: E402
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxJ2yVQ8G1cEcdWk8o2p3VbO0lmK6uJ0b5l3Y0q8x1P test@host"
+
+
+@pytest.fixture
+def cluster_yaml(tmp_path):
+    """config/minimal.yml with its pool in tmp (the test driver keeps pools in memory, the seeds are real)."""
+    import yaml
+    from helpers import load_yaml
+    raw = load_yaml("config", "minimal.yml")
+    raw["hypervisor"]["storage_pool"] = {"path": str(tmp_path / "pool")}
+    path = tmp_path / "cluster.yml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def config_args(path, tmp_path, **over):
+    a = {"uri": URI, "state": "running", "config": path, "images": {"hpc-base": "/golden/hpc-base.qcow2"},
+         "seed_dir": str(tmp_path / "seed"), "ssh_public_key": KEY}
+    a.update(over)
+    return a
+
+
+def _drop_pool(conn, name):
+    for pool in conn.listAllStoragePools():
+        if pool.name() == name:
+            for vol in pool.listAllVolumes():
+                vol.delete(0)
+            if pool.isActive():
+                pool.destroy()
+            pool.undefine()
+
+
+@pytest.mark.skipif(not any(__import__("shutil").which(t) for t in ("genisoimage", "xorriso")),
+                    reason="seed ISOs need genisoimage or xorriso")
+def test_config_converges_whole_cluster_then_idempotent_then_absent(run_module, hv, cluster_yaml, tmp_path):
+    try:
+        result, failed = run_module(libvirt_cluster.main, config_args(cluster_yaml, tmp_path))
+        assert not failed, result
+        names = ["lab-hpc-controller", "lab-hpc-compute-01", "lab-hpc-compute-02"]
+        assert sorted(result["domains"]) == sorted(names)
+        assert all(hv.lookupByName(n).isActive() for n in names)
+        assert result["accelerator"] == "tcg"  # minimal.yml: accelerator auto, fixture host has no KVM
+        seeds = sorted(result["seeds"])
+        assert seeds == sorted(str(tmp_path / "seed" / ("%s-seed.iso" % n)) for n in names)
+        assert set(result["seeds"].values()) == {"written"}
+        assert [c["kind"] for c in result["changes"]][:3] == ["seed"] * 3
+        root = ET.fromstring(hv.lookupByName("lab-hpc-compute-01").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        assert root.find("devices/interface/source").get("network") == "hs-lab-hpc_network"
+        assert root.find("devices/interface/mac").get("address") == stable_mac("lab", "hpc-compute-01")
+        assert root.find("devices/disk[@device='cdrom']/source").get("file") == \
+            str(tmp_path / "seed" / "lab-hpc-compute-01-seed.iso")
+        assert root.find("devices/disk[@device='disk']/source").get("file") == \
+            str(tmp_path / "pool" / "lab-hpc-compute-01.qcow2")
+        net = ET.fromstring(hv.networkLookupByName("hs-lab-hpc_network").XMLDesc(0))
+        assert sorted(h.get("ip") for h in net.findall("ip/dhcp/host")) == \
+            ["192.168.100.10", "192.168.100.11", "192.168.100.12"]
+        pool = hv.storagePoolLookupByName("hs-lab-pool")
+        assert sorted(v.name() for v in pool.listAllVolumes()) == sorted(n + ".qcow2" for n in names)
+
+        again, failed = run_module(libvirt_cluster.main, config_args(cluster_yaml, tmp_path))
+        assert not failed, again
+        assert again["changed"] is False and set(again["seeds"].values()) == {"unchanged"}
+
+        gone, failed = run_module(libvirt_cluster.main, config_args(cluster_yaml, tmp_path, state="absent",
+                                                                    ssh_public_key=None))
+        assert not failed, gone
+        assert set(gone["seeds"].values()) == {"removed"}
+        assert not list((tmp_path / "seed").iterdir())
+        assert [d.name() for d in hv.listAllDomains()] == ["test"]
+        assert "hs-lab-pool" not in [p.name() for p in hv.listAllStoragePools()]
+    finally:
+        _drop_pool(hv, "hs-lab-pool")
+
+
+def test_config_without_key_writes_no_seed_and_check_mode_changes_nothing(run_module, hv, cluster_yaml, tmp_path):
+    try:
+        result, failed = run_module(libvirt_cluster.main, config_args(cluster_yaml, tmp_path, ssh_public_key=None,
+                                                                      state="present"), check_mode=True)
+        assert not failed, result
+        assert result["changed"] is True and result["seeds"] == {}
+        assert not (tmp_path / "seed").exists()
+        assert [d.name() for d in hv.listAllDomains()] == ["test"]
+    finally:
+        _drop_pool(hv, "hs-lab-pool")
+
+
+def test_config_and_explicit_specs_are_mutually_exclusive(run_module, hv, cluster_yaml, tmp_path):
+    result, failed = run_module(libvirt_cluster.main, config_args(cluster_yaml, tmp_path,
+                                                                  domains=[{"name": "x"}]))
+    assert failed and "mutually exclusive" in result["msg"] and "config" in result["msg"]
+
+
+def test_config_accelerator_kvm_from_cluster_yaml_fails_without_kvm(run_module, hv, tmp_path):
+    import yaml
+    from helpers import load_yaml
+    raw = load_yaml("config", "minimal.yml")
+    raw["hypervisor"]["accelerator"] = "kvm"
+    path = tmp_path / "kvm.yml"
+    path.write_text(yaml.safe_dump(raw))
+    result, failed = run_module(libvirt_cluster.main, {"uri": URI, "config": str(path)})
+    assert failed and "accelerator 'kvm' was requested" in result["msg"]
+
+
+def test_invalid_config_fails_with_issues(run_module, hv, tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("version: '1.0'\nmetadata: {name: lab}\nglobal: {networks: {}}\n")
+    result, failed = run_module(libvirt_cluster.main, {"uri": URI, "config": str(bad)})
+    assert failed and result["issues"]
+
+
+def test_ssh_netns_probes_from_the_namespace(run_module, hv, monkeypatch):
+    seen = []
+
+    def fake_wait(netns):
+        def wait(host, port, timeout):
+            seen.append((netns, host, port))
+            return True
+        return wait
+
+    monkeypatch.setattr(libvirt_cluster.libvirt_specs, "netns_ssh_wait", fake_wait)
+    monkeypatch.setattr(lc, "port_open", lambda *a: pytest.fail("probed from the host namespace"))
+    a = args(wait_ssh=True, ssh_timeout=5, ssh_netns="hs-lab")
+    a["domains"][1]["ssh_host"] = "10.66.0.20"
+    result, failed = run_module(libvirt_cluster.main, a)
+    assert not failed, result
+    assert sorted(seen) == [("hs-lab", "10.66.0.10", 22), ("hs-lab", "10.66.0.20", 22)]

@@ -1,0 +1,125 @@
+#!/bin/bash
+# Builds the mmdebstrap base disk of one golden image, cached by content.
+#
+#   images/build-base.sh NAME [--cache-dir DIR] [--suite SUITE] [--rebuild]
+#
+# NAME is a directory of images/defs (hpc-base, cloud-base). The disk is
+# <cache_dir>/NAME-<hash>.qcow2 where <hash> covers every input (this script, lib.sh, the
+# package lists, the hooks, suite, mirrors, disk size): an unchanged input set is not rebuilt.
+# Next to it: NAME-<hash>.json (metadata) and the stable links NAME.qcow2 / NAME.json.
+# Progress goes to stderr; the last stdout line is JSON {"image", "built", "name", "hash", "metadata"}.
+#
+# Environment: AIHOW_IMAGE_CACHE_DIR, AIHOW_DEBIAN_MIRROR, AIHOW_DEBIAN_SECURITY_MIRROR,
+# AIHOW_IMAGE_DISK_SIZE (raw disk size, default 4G; cloud-init grows the partition at boot).
+set -euo pipefail
+# shellcheck source=images/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+name="" cache_dir=${AIHOW_IMAGE_CACHE_DIR:-$DEFAULT_CACHE_DIR} suite=bookworm rebuild=false
+while [ $# -gt 0 ]; do
+  case $1 in
+    --cache-dir) cache_dir=$2; shift 2 ;;
+    --suite) suite=$2; shift 2 ;;
+    --rebuild) rebuild=true; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -*) die "unknown option $1" ;;
+    *) [ -z "$name" ] || die "one image name only"; name=$1; shift ;;
+  esac
+done
+[ -n "$name" ] || die "usage: $0 NAME [--cache-dir DIR] [--suite SUITE] [--rebuild]"
+check_name "$name"
+# Only bookworm is supported by cluster.yaml (schema enum) and by the hooks.
+[ "$suite" = bookworm ] || die "unsupported suite '$suite'"
+mirror=${AIHOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+security_mirror=${AIHOW_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+disk_size=${AIHOW_IMAGE_DISK_SIZE:-4G}
+
+inputs=("$IMAGES_DIR/build-base.sh" "$IMAGES_DIR/lib.sh" "$DEFS_DIR/common/packages"
+        "$DEFS_DIR/$name/packages" "$DEFS_DIR/$name/disabled-services")
+mapfile -t hooks < <(find "$DEFS_DIR/common/hooks" "$DEFS_DIR/$name/hooks" -maxdepth 1 -type f -name '*.sh' 2>/dev/null \
+                     | awk -F/ '{print $NF "\t" $0}' | sort | cut -f2)
+inputs+=("${hooks[@]}")
+manifest=$(file_manifest "${inputs[@]}")
+params=$(python3 -c 'import json,sys; print(json.dumps(dict(zip(["stage","name","suite","mirror","security_mirror","disk_size"], sys.argv[1:])), sort_keys=True))' \
+         base "$name" "$suite" "$mirror" "$security_mirror" "$disk_size")
+hash=$(printf '%s\n%s\n' "$manifest" "$params" | short_hash)
+
+mkdir -p "$cache_dir"
+cache_dir=$(cd "$cache_dir" && pwd)
+out="$cache_dir/$name-$hash.qcow2"
+meta="$cache_dir/$name-$hash.json"
+# One build per name and cache dir at a time; a second caller waits and then finds the cache.
+exec 9>"$cache_dir/.$name.lock"
+flock 9
+
+cached_ok() {
+  [ -f "$out" ] && [ -f "$meta" ] || return 1
+  # Cheap integrity check (size recorded in the metadata); validate.sh checks the sha256.
+  [ "$(stat -c %s "$out")" = "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["size_bytes"])' "$meta")" ]
+}
+
+if ! $rebuild && cached_ok; then
+  log "$name: cached $out"
+  update_link "$(basename "$out")" "$cache_dir/$name.qcow2"
+  update_link "$(basename "$meta")" "$cache_dir/$name.json"
+  result_line "$out" false "$name" "$hash" "$meta"
+  exit 0
+fi
+
+[ "$(id -u)" = 0 ] || die "building needs root (mmdebstrap root mode, loop mount)"
+require_cmds mmdebstrap sfdisk losetup mkfs.ext4 extlinux qemu-img dpkg-query flock
+mbr=/usr/lib/EXTLINUX/mbr.bin
+[ -f "$mbr" ] || mbr=/usr/lib/syslinux/mbr/mbr.bin
+[ -f "$mbr" ] || die "syslinux mbr.bin not found (apt-get install extlinux syslinux-common)"
+
+work=$(mktemp -d "$cache_dir/.build-$name-XXXXXX")
+loop="" mnt="$work/mnt"
+cleanup() {
+  if mountpoint -q "$mnt" 2>/dev/null; then umount "$mnt" || umount -l "$mnt"; fi
+  [ -z "$loop" ] || losetup -d "$loop" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+pkgs=$(read_packages "$DEFS_DIR/common/packages" "$DEFS_DIR/$name/packages" | sort -u | paste -sd, -)
+hook_args=()
+for h in "${hooks[@]}"; do
+  hook_args+=("--customize-hook=bash '$h' \"\$1\" '$name' '$DEFS_DIR'")
+done
+
+t0=$SECONDS
+log "$name: mmdebstrap $suite ($hash)"
+mmdebstrap --mode=root --variant=minbase --components=main --include="$pkgs" \
+  "${hook_args[@]}" "$suite" "$work/root" \
+  "deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security_mirror $suite-security main" >&2
+t_debootstrap=$((SECONDS - t0))
+dpkg-query --admindir="$work/root/var/lib/dpkg" -W -f='${Package}\t${Version}\n' >"$work/packages.tsv"
+
+t0=$SECONDS
+log "$name: raw disk $disk_size"
+truncate -s "$disk_size" "$work/disk.raw"
+# One bootable Linux partition at 1 MiB; partition loop devices are not available, hence -o.
+echo 'start=2048, type=83, bootable' | sfdisk -q "$work/disk.raw" >&2
+part_size=$(( $(stat -c %s "$work/disk.raw") - 1048576 ))
+loop=$(losetup -f --show -o 1048576 --sizelimit "$part_size" "$work/disk.raw")
+# ^64bit: extlinux reads ext4 but not every syslinux release copes with 64bit block numbers.
+mkfs.ext4 -q -L aihow-root -O ^64bit "$loop"
+mkdir -p "$mnt"
+mount "$loop" "$mnt"
+cp -a "$work/root/." "$mnt/"
+extlinux --install "$mnt/boot/extlinux" >&2
+umount "$mnt"
+losetup -d "$loop"; loop=""
+dd if="$mbr" of="$work/disk.raw" bs=440 count=1 conv=notrunc status=none
+rm -rf "$work/root"
+qemu-img convert -c -O qcow2 "$work/disk.raw" "$work/disk.qcow2"
+t_disk=$((SECONDS - t0))
+
+printf '%s\n' "$manifest" >"$work/inputs.txt"
+mv "$work/disk.qcow2" "$out"
+write_metadata "$name" "$hash" "$out" "$work/packages.tsv" "$work/inputs.txt" "$params" "$meta" \
+  "{\"stage\": \"base\", \"build_seconds\": {\"mmdebstrap\": $t_debootstrap, \"disk\": $t_disk}}"
+update_link "$(basename "$out")" "$cache_dir/$name.qcow2"
+update_link "$(basename "$meta")" "$cache_dir/$name.json"
+log "$name: built $out ($(du -h "$out" | cut -f1)) in mmdebstrap ${t_debootstrap}s + disk ${t_disk}s"
+result_line "$out" true "$name" "$hash" "$meta"

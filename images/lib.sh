@@ -1,0 +1,101 @@
+# Shared helpers of the image scripts (sourced, not executed).
+# shellcheck shell=bash
+
+IMAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$IMAGES_DIR")
+DEFS_DIR="$IMAGES_DIR/defs"
+# Matches cluster.yaml's images.cache_dir default (schemas/cluster.schema.json).
+DEFAULT_CACHE_DIR=/var/cache/aihow-hyperscaler/images
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+require_cmds() {
+  local c missing=()
+  for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+  [ ${#missing[@]} -eq 0 ] || die "missing commands: ${missing[*]} (see docs/images.md for the apt packages)"
+}
+
+image_names() {
+  local d
+  for d in "$DEFS_DIR"/*/packages; do
+    d=$(basename "$(dirname "$d")")
+    [ "$d" = common ] || echo "$d"
+  done
+}
+
+check_name() {
+  [[ $1 =~ ^[a-z][a-z0-9-]{0,62}$ ]] || die "bad image name '$1'"
+  [ -f "$DEFS_DIR/$1/packages" ] || die "unknown image '$1' (known: $(image_names | tr '\n' ' '))"
+}
+
+# Package list files: one name a line, '#' comments.
+read_packages() { sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$@"; }
+
+# Prints "sha256  relative-path" for each input file, sorted, so the hash does not depend on
+# where the checkout lives.
+file_manifest() {
+  local f
+  for f in "$@"; do
+    [ -f "$f" ] || continue
+    printf '%s  %s\n' "$(sha256sum "$f" | cut -d' ' -f1)" "${f#"$REPO_DIR"/}"
+  done | sort -k2
+}
+
+# Short content hash of a manifest text (stdin).
+short_hash() { sha256sum | cut -c1-16; }
+
+# Atomically points LINK at TARGET (a name in the same directory).
+update_link() {
+  local target=$1 link=$2
+  ln -sfn "$target" "$link.tmp.$$"
+  mv -Tf "$link.tmp.$$" "$link"
+}
+
+# Writes the metadata JSON: NAME HASH QCOW2 PACKAGES_FILE INPUTS_FILE PARAMS_JSON OUT [EXTRA_JSON]
+# (EXTRA_JSON: an object merged into the top level, e.g. build_seconds, base).
+write_metadata() {
+  python3 - "$@" <<'PY'
+import datetime, hashlib, json, os, sys
+name, digest, qcow2, pkgs, inputs, params, out = sys.argv[1:8]
+extra = json.loads(sys.argv[8]) if len(sys.argv) > 8 else {}
+sha = hashlib.sha256()
+with open(qcow2, "rb") as fh:
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        sha.update(block)
+packages = {}
+with open(pkgs) as fh:
+    for line in fh:
+        # "package version" separated by a tab (build-base.sh) or a space (provision.yml).
+        fields = line.split(None, 1)
+        if len(fields) == 2:
+            packages[fields[0]] = fields[1].strip()
+files = []
+with open(inputs) as fh:
+    for line in fh:
+        h, path = line.rstrip("\n").split("  ", 1)
+        files.append({"path": path, "sha256": h})
+meta = {
+    "name": name,
+    "hash": digest,
+    "file": os.path.basename(qcow2),
+    "format": "qcow2",
+    "sha256": sha.hexdigest(),
+    "size_bytes": os.path.getsize(qcow2),
+    "build_date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "inputs": {"files": files, "parameters": json.loads(params)},
+    "packages": packages,
+}
+meta.update(extra)
+tmp = out + ".tmp"
+with open(tmp, "w") as fh:
+    json.dump(meta, fh, indent=2, sort_keys=True)
+    fh.write("\n")
+os.replace(tmp, out)
+PY
+}
+
+# Last stdout line of the build scripts, for playbooks/images.yml.
+result_line() {
+  python3 -c 'import json,sys; print(json.dumps({"image": sys.argv[1], "built": sys.argv[2] == "true", "name": sys.argv[3], "hash": sys.argv[4], "metadata": sys.argv[5]}))' "$@"
+}

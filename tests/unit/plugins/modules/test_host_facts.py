@@ -1,0 +1,46 @@
+"""The host_facts module on fake /proc and /sys trees."""
+from ansible.module_utils import basic
+
+from ansible_collections.aihow.hyperscaler.plugins.modules import host_facts
+
+
+def fake_root(tmp_path, flags, iommu_groups):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "cpuinfo").write_text("processor\t: 0\nflags\t\t: %s\n\nprocessor\t: 1\nflags\t\t: %s\n" % (flags, flags))
+    (proc / "meminfo").write_text("MemTotal: 8388608 kB\nMemAvailable: 6291456 kB\n")
+    (proc / "modules").write_text("")
+    (proc / "cmdline").write_text("intel_iommu=on\n")
+    for i in range(iommu_groups):
+        (tmp_path / "sys" / "kernel" / "iommu_groups" / str(i)).mkdir(parents=True)
+    (tmp_path / "sys").mkdir(exist_ok=True)
+    (tmp_path / "modprobe.d").mkdir()
+    (tmp_path / "dmesg").write_text("")
+    (tmp_path / "kvm").write_text("")
+    return {"proc_root": str(proc), "sys_root": str(tmp_path / "sys"), "kvm_path": str(tmp_path / "kvm"),
+            "modprobe_dir": str(tmp_path / "modprobe.d"), "dmesg_path": str(tmp_path / "dmesg"),
+            "pool_path": str(tmp_path)}
+
+
+def test_facts_only_changes_nothing(run_module, tmp_path):
+    result, failed = run_module(host_facts.main, fake_root(tmp_path, "vmx sse2", 2), check_mode=True)
+    assert not failed, result
+    assert result["changed"] is False
+    assert result["host"]["kvm"]["usable"] is True
+    assert result["host"]["iommu"]["groups"] == 2
+    assert result["host"]["memory"] == {"total_mb": 8192, "available_mb": 6144}
+    assert result["failures"] == [] and result["warnings_found"] == []
+
+
+def test_needs_give_failures_and_warnings(run_module, tmp_path, monkeypatch):
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warned.append(msg))
+    args = fake_root(tmp_path, "sse2", 0)  # no vmx, no IOMMU (cmdline alone does not count)
+    args["needs"] = {"vms": 3, "vcpus": 3, "memory_mb": 3072, "disk_gb": 1, "gpu_passthrough": True}
+    result, failed = run_module(host_facts.main, args)
+    assert not failed, result  # the caller decides; the module only reports
+    assert [f["check"] for f in result["failures"]] == ["iommu", "nouveau", "vfio"]
+    assert all(f["remediation"] for f in result["failures"])
+    assert [w["check"] for w in result["warnings_found"]] == ["kvm"]
+    assert warned == ["kvm: " + result["warnings_found"][0]["msg"]]
+    assert result["host"]["kvm"]["accelerator"] == "tcg"
