@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test: config/minimal.yml's cluster (controller + 2 compute, 1 vCPU / 1 GiB each) as real
 # QEMU VMs under a private libvirtd in a network namespace (lab mode), driven by the playbooks:
-#   lab.yml -> vms.yml (boot, SSH + host names through Ansible) -> vms.yml again (changed=0)
+#   site.yml (validate, host checks, images, GPU, lab up, VMs: boot, SSH + host names through Ansible)
+#   -> site.yml again (changed=0)
 #   -> destroy.yml -> nothing left (domain, network, pool, namespace, daemon, QEMU, overlay, seed ISO).
 # Needs root, libvirtd + qemu-system-x86 + genisoimage/xorriso + netcat-openbsd, and the golden image
 # from images/build.sh hpc-base (its cache: AIHOW_IMAGE_CACHE_DIR, default /var/cache/aihow-hyperscaler/images).
@@ -96,21 +97,17 @@ recap_changed() {  # sum of changed= over the PLAY RECAP of a log
   awk '/PLAY RECAP/{r=1} r && /changed=/{for(i=1;i<=NF;i++) if($i ~ /^changed=/){split($i,a,"="); s+=a[2]}} END{print s+0}' "$1"
 }
 
-phase_start "lab up (lab.yml)"
-ansible-playbook "${INV[@]}" playbooks/lab.yml | tee "$WORK/lab.log"
-"$LAB_SCRIPT" status "$LAB" || fail "lab $LAB is not up after lab.yml"
+phase_start "site.yml: validate, host checks, images, GPU, lab up, VMs up with SSH + host names"
+ansible-playbook "${INV[@]}" playbooks/site.yml -e "$IMAGES" | tee "$WORK/site1.log"
+"$LAB_SCRIPT" status "$LAB" || fail "lab $LAB is not up after site.yml"
 ip netns list | grep -q "^hs-$LAB\b" || fail "no netns hs-$LAB"
 DAEMON_PIDS="$(cat /run/aihow-hyperscaler/$LAB/libvirtd.pid) $(cat /run/aihow-hyperscaler/$LAB/virtlogd.pid)"
 # The VMs are reached through the namespace: the inventory must say so.
 ansible-inventory "${INV[@]}" --host hpc-compute-01 | grep -q "ip netns exec hs-$LAB nc" \
   || fail "the inventory gives hpc-compute-01 no ProxyCommand through netns hs-$LAB"
-phase_end
-
-phase_start "VMs up, SSH + host names (vms.yml)"
-ansible-playbook "${INV[@]}" playbooks/vms.yml -e "$IMAGES" | tee "$WORK/vms1.log"
-grep -q 'hpc-controller *: ok=' "$WORK/vms1.log" || fail "hpc-controller was not reached"
+grep -q 'hpc-controller *: ok=' "$WORK/site1.log" || fail "hpc-controller was not reached"
 for h in hpc-controller hpc-compute-01 hpc-compute-02; do
-  grep -Eq "^$h +: ok=[1-9].* failed=0" "$WORK/vms1.log" || fail "$h did not pass the SSH/host name checks"
+  grep -Eq "^$h +: ok=[1-9].* failed=0" "$WORK/site1.log" || fail "$h did not pass the SSH/host name checks"
 done
 QEMU_PIDS=$(ip netns pids "hs-$LAB" | xargs)
 phase_end
@@ -125,10 +122,10 @@ for h in hpc-controller hpc-compute-01 hpc-compute-02; do
 done
 phase_end
 
-phase_start "vms.yml again (idempotent)"
-ansible-playbook "${INV[@]}" playbooks/vms.yml -e "$IMAGES" | tee "$WORK/vms2.log"
-changed=$(recap_changed "$WORK/vms2.log")
-[ "$changed" = 0 ] || fail "second vms.yml run reported changed=$changed (expected 0)"
+phase_start "site.yml again (idempotent)"
+ansible-playbook "${INV[@]}" playbooks/site.yml -e "$IMAGES" | tee "$WORK/site2.log"
+changed=$(recap_changed "$WORK/site2.log")
+[ "$changed" = 0 ] || fail "second site.yml run reported changed=$changed (expected 0)"
 phase_end
 
 phase_start "destroy (destroy.yml)"
