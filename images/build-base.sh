@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Builds the mmdebstrap base disk of one golden image, cached by content.
 #
 #   images/build-base.sh NAME [--cache-dir DIR] [--suite SUITE] [--rebuild]

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Builds one golden image end to end, cached by content, and prints its path.
 #
 #   images/build.sh NAME [--cache-dir DIR] [--base-image QCOW2] [--rebuild]

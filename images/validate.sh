@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Boots throwaway copy-on-write clones of a golden image under TCG and checks them.
 #
 #   images/validate.sh IMAGE [--name NAME] [--clones N] [--timeout SECONDS] [--logs DIR]

@@ -28,7 +28,7 @@ with open(repo_path("roles", "gpu_host", "defaults", "main.yml")) as _handle:
 
 def run(*args, python=(sys.executable,), script=SCRIPT, env=None):
     return subprocess.run(list(python) + [script] + list(args), cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=120, env=env, check=False)
 
 
 def placements(state_path):
@@ -152,7 +152,7 @@ def test_installed_copy_needs_only_the_standard_library(host, tmp_path):
     os.makedirs(os.path.dirname(script))
     shutil.copy(SCRIPT, script)
     bare = (sys.executable, "-S", "-I")  # no site-packages: ansible-core is not importable
-    probe = subprocess.run(list(bare) + ["-c", "import ansible"], capture_output=True, text=True)
+    probe = subprocess.run(list(bare) + ["-c", "import ansible"], capture_output=True, text=True, check=False)
     assert probe.returncode != 0, "ansible-core is importable without site-packages; the test proves nothing"
     reboot(host["state"])
     done = run(*sim_args(host), "--lib", str(lib), python=bare, script=script)
@@ -202,7 +202,7 @@ def test_start_mdevs_starts_only_inactive_auto_definitions(host, tmp_path):
 
 def test_start_mdevs_failure_exits_3(host, tmp_path):
     mdevctl_dir = _mdev_tree(tmp_path)
-    fake, _ = _fake_mdevctl(tmp_path, rc=1)
+    fake, _unused = _fake_mdevctl(tmp_path, rc=1)
     done = run(*sim_args(host), "--start-mdevs", "--mdevctl-dir", str(mdevctl_dir), "--sysfs-root",
                str(tmp_path), "--mdevctl", fake)
     assert done.returncode == 3

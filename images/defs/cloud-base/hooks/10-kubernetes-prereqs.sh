@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # mmdebstrap customize hook: kernel modules and sysctls that kubeadm's preflight checks need.
 # Args: ROOT NAME DEFS_DIR.
 set -euo pipefail

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # mmdebstrap customize hook: networking and cloud-init. Args: ROOT NAME DEFS_DIR.
 set -euo pipefail
 root=$1

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # mmdebstrap customize hook: disable the units listed in DEFS_DIR/NAME/disabled-services.
 # Args: ROOT NAME DEFS_DIR.
 set -euo pipefail

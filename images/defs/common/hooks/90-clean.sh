@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # mmdebstrap customize hook: remove per-host identity so every clone gets its own.
 # Args: ROOT NAME DEFS_DIR.
 set -euo pipefail

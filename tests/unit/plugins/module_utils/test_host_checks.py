@@ -1,8 +1,6 @@
 """host_checks on fake /proc, /sys, /dev/kvm and modprobe.d trees."""
-import os
 import socket
 
-import pytest
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import host_checks as hc
 
@@ -66,7 +64,7 @@ def test_kvm_node_without_vmx_is_tcg_warning_not_failure(tmp_path):
     failures, warnings = hc.evaluate(facts, NEEDS)
     assert failures == []
     assert checks(warnings) == ["kvm"] and "neither vmx nor svm" in warnings[0]["msg"]
-    failures, _ = hc.evaluate(facts, dict(NEEDS, accelerator="kvm"))
+    failures, _unused = hc.evaluate(facts, dict(NEEDS, accelerator="kvm"))
     assert checks(failures) == ["kvm"] and "kvm_intel" in failures[0]["remediation"]
     assert hc.evaluate(facts, dict(NEEDS, accelerator="tcg")) == ([], [])
 
@@ -92,7 +90,7 @@ def test_amd_iommu_from_units_and_log(tmp_path):
 
 def test_gpu_passthrough_needs_iommu_vfio_and_no_nouveau(tmp_path):
     facts = hc.gather(**make_host(tmp_path, modules="nouveau 2000000 0 - Live 0x0\n"))
-    failures, _ = hc.evaluate(facts, dict(NEEDS, gpu_passthrough=True))
+    failures, _unused = hc.evaluate(facts, dict(NEEDS, gpu_passthrough=True))
     assert checks(failures) == ["iommu", "nouveau", "vfio"]
     by = {f["check"]: f for f in failures}
     assert "intel_iommu=on" in by["iommu"]["remediation"]
@@ -120,11 +118,11 @@ def test_nouveau_blacklisted_on_cmdline(tmp_path):
 
 def test_resources_cpu_memory_disk(tmp_path):
     facts = hc.gather(**make_host(tmp_path, iommu_groups=1))
-    failures, _ = hc.evaluate(facts, dict(NEEDS, vcpus=9))  # 2 CPUs x 4
+    failures, _unused = hc.evaluate(facts, dict(NEEDS, vcpus=9))  # 2 CPUs x 4
     assert checks(failures) == ["cpu"] and "need 9 vCPUs" in failures[0]["msg"]
     # 20000 MiB available - 2048 reserved = 17952 for 4 VMs of guest RAM + 64 MiB QEMU each (KVM host)
     assert hc.evaluate(facts, dict(NEEDS, vms=4, memory_mb=17952 - 4 * 64))[0] == []
-    failures, _ = hc.evaluate(facts, dict(NEEDS, vms=4, memory_mb=17952 - 4 * 64 + 1))
+    failures, _unused = hc.evaluate(facts, dict(NEEDS, vms=4, memory_mb=17952 - 4 * 64 + 1))
     assert checks(failures) == ["memory"] and "TCG cache" not in failures[0]["msg"]
     facts["disk"]["free_gb"] = 5.0
     failures, warnings = hc.evaluate(facts, dict(NEEDS, vms=3))
@@ -137,7 +135,7 @@ def test_resources_cpu_memory_disk(tmp_path):
 def test_tcg_memory_includes_translation_cache(tmp_path):
     facts = hc.gather(**make_host(tmp_path, flags="sse2", iommu_groups=1))
     # what fits a KVM host does not fit under TCG: 128 MiB translation cache per VM on top
-    failures, _ = hc.evaluate(facts, dict(NEEDS, vms=4, memory_mb=17952 - 4 * 64))
+    failures, _unused = hc.evaluate(facts, dict(NEEDS, vms=4, memory_mb=17952 - 4 * 64))
     assert checks(failures) == ["memory"] and "TCG cache" in failures[0]["msg"]
     assert hc.evaluate(facts, dict(NEEDS, vms=4, memory_mb=17952 - 4 * 192))[0] == []
 
@@ -147,7 +145,7 @@ def test_libvirt_access(tmp_path):
     facts = hc.gather(**host)
     assert facts["libvirt"]["served"] is False
     assert hc.evaluate(facts, NEEDS) == ([], [])  # lab mode brings its own libvirtd
-    failures, _ = hc.evaluate(facts, dict(NEEDS, lab_mode="disabled"))
+    failures, _unused = hc.evaluate(facts, dict(NEEDS, lab_mode="disabled"))
     assert checks(failures) == ["libvirt"] and "libvirt-daemon-system" in failures[0]["remediation"]
     facts["libvirt"]["libvirtd"] = None
     assert checks(hc.evaluate(facts, NEEDS)[0]) == ["libvirt"]

@@ -82,13 +82,13 @@ def test_define_start_then_idempotent(run_module, hv, monkeypatch):
 
 
 def test_check_mode_three_steps(run_module, hv):
-    check, _ = run_module(libvirt_cluster.main, args(), check_mode=True)
+    check, _unused = run_module(libvirt_cluster.main, args(), check_mode=True)
     assert check["changed"] is True
     with pytest.raises(libvirt.libvirtError):
         hv.lookupByName("k8s-cp")
-    real, _ = run_module(libvirt_cluster.main, args())
+    real, _unused = run_module(libvirt_cluster.main, args())
     assert real["changed"] is True and hv.lookupByName("k8s-cp").isActive()
-    check2, _ = run_module(libvirt_cluster.main, args(), check_mode=True)
+    check2, _unused = run_module(libvirt_cluster.main, args(), check_mode=True)
     assert check2["changed"] is False
 
 
