@@ -61,6 +61,7 @@ keyed_groups:
 
 import hashlib
 import os
+import sys
 
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
@@ -114,7 +115,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 config = load_cluster_config(config_path)
             except ConfigError as exc:
                 raise AnsibleParserError(str(exc))
-            model = inventory_from_config(config)
+            # A local hypervisor runs modules with this very interpreter (the one running Ansible).
+            model = inventory_from_config(config, local_python=sys.executable)
         if update_cache:
             self._cache[cache_key] = model
         self._populate(model)

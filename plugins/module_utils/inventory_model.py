@@ -82,11 +82,15 @@ def node_gpus(config, node):
     return out
 
 
-def _hypervisor_vars(host):
+def _hypervisor_vars(host, local_python=None):
     uri = host["uri"]
     out = {"hyperscaler_libvirt_uri": uri, "hyperscaler_hypervisor": host}
     if _LOCAL_URI.match(uri):
         out.update(ansible_connection="local", ansible_host="127.0.0.1")
+        if local_python:
+            # Modules on a local hypervisor run with Ansible's own Python: it has the collection's Python
+            # dependencies (libvirt-python), and interpreter discovery can pick a broken shim (pyenv).
+            out["ansible_python_interpreter"] = local_python
     else:
         m = re.match(r"^[a-z0-9+]+://(?:(?P<user>[^@/]+)@)?(?P<host>[^/:]+)", uri)
         if m:
@@ -126,7 +130,7 @@ def lab_ssh_args(netns):
             '-o StrictHostKeyChecking=no' % netns)
 
 
-def inventory_from_config(config, lab_state_root=None):
+def inventory_from_config(config, lab_state_root=None, local_python=None):
     """{"groups": {name: vars}, "children": {parent: [groups]}, "hosts": {name: {"groups", "vars"}}}."""
     data = config.data
     groups = dict((g, {}) for g in ALL_GROUPS)
@@ -187,5 +191,5 @@ def inventory_from_config(config, lab_state_root=None):
     for host in data["hypervisor"]["hosts"]:
         hosts.setdefault(host["name"], {"groups": [], "vars": {}})
         hosts[host["name"]]["groups"].append("hypervisors")
-        hosts[host["name"]]["vars"].update(_hypervisor_vars(host))
+        hosts[host["name"]]["vars"].update(_hypervisor_vars(host, local_python))
     return {"groups": groups, "children": children, "hosts": hosts}

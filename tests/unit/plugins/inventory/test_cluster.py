@@ -74,6 +74,8 @@ def test_host_vars_carry_address_resources_network_and_gpus(plugin, tmp_path):
         ("mig", "GPU-0", "1g.10gb", 2, "/dev/nvidia0")
     local = inv.get_host("local").get_vars()
     assert (local["ansible_connection"], local["hyperscaler_libvirt_uri"]) == ("local", "qemu:///system")
+    # modules on the local hypervisor use the interpreter running Ansible, not interpreter discovery
+    assert local["ansible_python_interpreter"] == sys.executable
 
 
 def test_group_vars(plugin, tmp_path):
