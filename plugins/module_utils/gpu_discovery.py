@@ -18,6 +18,7 @@ import os
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_catalog
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import (
     MIG_ENABLE, NotSupported, NvmlError, normalize_bus_id)
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.sysfs_read import link_basename as _link_base
 
 PCI_DEVICES = "sys/bus/pci/devices"
 # PCI class 0x03xxxx (display) and 0x0302 (3D controller, datacenter GPUs).
@@ -29,13 +30,6 @@ def _read(path):
         with open(path) as handle:
             return handle.read().strip()
     except (IOError, OSError):
-        return None
-
-
-def _link_base(path):
-    try:
-        return os.path.basename(os.readlink(path))
-    except OSError:
         return None
 
 

@@ -19,6 +19,7 @@ import socket
 import subprocess
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_converge
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.sysfs_read import listdir_sorted as _listdir
 
 VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
 LIBVIRT_SOCKETS = ("/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock")
@@ -37,13 +38,6 @@ def _read(path, default=None):
             return handle.read()
     except (IOError, OSError):
         return default
-
-
-def _listdir(path):
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
 
 
 def cpu_facts(proc_root="/proc"):

@@ -33,6 +33,7 @@ import uuid as uuidlib
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import atomic_write as _atomic_write
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_uuid
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import HyperscalerError
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.sysfs_read import link_basename as _link_base, listdir_sorted as _listdir
 
 MDEV = "mdev"
 VENDOR = "vendor-vfio"
@@ -100,20 +101,6 @@ def _read_int(path, default=0):
         return int(value)
     except (TypeError, ValueError):
         return default
-
-
-def _link_base(path):
-    try:
-        return os.path.basename(os.readlink(path))
-    except OSError:
-        return None
-
-
-def _listdir(path):
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
 
 
 def vfio_holders(proc_root, targets):
