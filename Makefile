@@ -39,8 +39,9 @@ validate: deps
 build: deps
 	$(VENV)/bin/ansible-galaxy collection build --force --output-path .build
 
+# make bench BENCH_ARGS=--vm adds the VM end to end timings (root).
 bench: deps
-	bash benchmarks/run.sh
+	bash benchmarks/run.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf .build tests/output .pytest_cache

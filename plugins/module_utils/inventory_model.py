@@ -178,6 +178,9 @@ def inventory_from_config(config, lab_state_root=None, local_python=None):
         entry["vars"] = {
             "ansible_host": node.ip_address,
             "ansible_user": data["ssh"]["user"],
+            "ansible_ssh_private_key_file": data["ssh"]["private_key_file"],
+            # Every guest boots one of our Debian 12 golden images: no interpreter discovery round trip.
+            "ansible_python_interpreter": "/usr/bin/python3",
             "hyperscaler_node": node_vars,
             "hyperscaler_network": {"name": node.network, "bridge": net["bridge"], "gateway": net["gateway"],
                                     "prefix": net["prefix"], "domain": net["domain"]},
@@ -186,8 +189,10 @@ def inventory_from_config(config, lab_state_root=None, local_python=None):
     netns = lab_netns(config, lab_state_root)
     if netns:
         # Guests are only reachable from inside the lab namespace; nothing is added outside lab mode.
+        # Nor can they reach a package mirror from there: roles install from what the golden image holds.
         for node in config.nodes:
             hosts[node.name]["vars"]["ansible_ssh_common_args"] = lab_ssh_args(netns)
+            hosts[node.name]["vars"]["hyperscaler_guest_offline"] = True
     for host in data["hypervisor"]["hosts"]:
         hosts.setdefault(host["name"], {"groups": [], "vars": {}})
         hosts[host["name"]]["groups"].append("hypervisors")

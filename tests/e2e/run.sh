@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end test: config/minimal.yml's cluster (controller + 2 compute, 1 vCPU / 1 GiB each) as real
-# QEMU VMs under a private libvirtd in a network namespace (lab mode), driven by the playbooks:
-#   site.yml (validate, host checks, images, GPU, lab up, VMs: boot, SSH + host names through Ansible)
+# QEMU VMs under a private libvirtd in a network namespace (lab mode), with one simulated H100 per
+# compute node (gpu_allocation backend simulator, whole GPUs), driven by the playbooks:
+#   site.yml (validate, host checks, images, GPU plan on the NVML simulator, lab up, VMs: boot, SSH +
+#   host names, then the HPC cluster: MUNGE, NFS, Slurm with accounting and GRES, monitoring)
+#   -> hpc_verify.yml (real jobs: munge across nodes, sinfo idle, srun -N2, sbatch to the shared FS,
+#      --gres=gpu:1 gets CUDA_VISIBLE_DEVICES, an oversized GPU request refused, sacct, Prometheus)
 #   -> site.yml again (changed=0)
 #   -> destroy.yml -> nothing left (domain, network, pool, namespace, daemon, QEMU, overlay, seed ISO).
 # Needs root, libvirtd + qemu-system-x86 + genisoimage/xorriso + netcat-openbsd, and the golden image
@@ -25,11 +29,11 @@ PHASES=()
 say() { printf '\n=== e2e: %s\n' "$*"; }
 fail() { echo "e2e FAILED: $*" >&2; exit 1; }
 phase_start() { PHASE=$1; PHASE_T=$(date +%s); say "$PHASE"; }
-phase_end() { local d=$(( $(date +%s) - PHASE_T )); PHASES+=("$(printf '%-34s %5ss' "$PHASE" "$d")"); }
+phase_end() { local d=$(( $(date +%s) - PHASE_T )); PHASES+=("$(printf '%-62s %5ss' "$PHASE" "$d")"); }
 report() {
   echo; echo "=== e2e timings"
   local p; for p in "${PHASES[@]}"; do echo "  $p"; done
-  echo "  $(printf '%-34s %5ss' total $(( $(date +%s) - T0 )))"
+  echo "  $(printf '%-62s %5ss' total $(( $(date +%s) - T0 )))"
 }
 
 [ "$(id -u)" = 0 ] || fail "must run as root (network namespace, libvirtd)"
@@ -86,19 +90,33 @@ data["metadata"]["name"] = lab
 data["hypervisor"]["lab_mode"] = "enabled"
 data["hypervisor"]["storage_pool"] = {"path": work + "/pool"}
 data["ssh"] = {"public_key_file": work + "/id_ed25519.pub", "private_key_file": work + "/id_ed25519"}
+# One simulated H100 per compute node: Slurm GRES, placeholder devices and GPU jobs without a GPU.
+data["global"]["gpu_allocation"] = {
+    "backend": "simulator", "simulator_state": work + "/nvml-simulator.json",
+    "devices": [{"id": "GPU-%d" % i, "pci_address": "0000:%02x:00.0" % (0x18 + i),
+                 "model": "NVIDIA H100 80GB HBM3"} for i in range(2)],
+    "strategy": "whole", "whole_gpus": {"hpc": 2}}
+data["clusters"]["hpc"]["compute_nodes"]["gpu_enabled"] = True
 yaml.safe_dump(data, open(work + "/cluster.yml", "w"), sort_keys=False)
 EOF
 printf 'plugin: aihow.hyperscaler.cluster\nconfig: cluster.yml\n' >"$WORK/e2e.cluster.yml"
+# The GPU role's files (simulated sysfs root, layout, device list, boot unit) stay in the work dir.
+mkdir -p "$WORK/sysroot"
+# shellcheck source=tests/lib/gpu-host-scratch-vars.sh
+. "$REPO/tests/lib/gpu-host-scratch-vars.sh"
+gpu_host_scratch_vars "$WORK" /usr/bin/python3 >"$WORK/gpu-vars.yml"
 INV=(-i "$WORK/e2e.cluster.yml")
 IMAGES="{\"hs_images\": {\"$IMAGE_NAME\": \"$IMAGE\"}}"
+# The per-cluster secrets (MUNGE key, slurmdbd password) stay in the work dir too.
+SITE_VARS=(-e "$IMAGES" -e "@$WORK/gpu-vars.yml" -e "munge_key_store_dir=$WORK/secrets" -e "slurm_secret_store_dir=$WORK/secrets")
 phase_end
 
 recap_changed() {  # sum of changed= over the PLAY RECAP of a log
   awk '/PLAY RECAP/{r=1} r && /changed=/{for(i=1;i<=NF;i++) if($i ~ /^changed=/){split($i,a,"="); s+=a[2]}} END{print s+0}' "$1"
 }
 
-phase_start "site.yml: validate, host checks, images, GPU, lab up, VMs up with SSH + host names"
-ansible-playbook "${INV[@]}" playbooks/site.yml -e "$IMAGES" | tee "$WORK/site1.log"
+phase_start "site.yml: validate, host, images, GPU, lab, VMs, HPC cluster"
+ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" | tee "$WORK/site1.log"
 "$LAB_SCRIPT" status "$LAB" || fail "lab $LAB is not up after site.yml"
 ip netns list | grep -q "^hs-$LAB\b" || fail "no netns hs-$LAB"
 DAEMON_PIDS="$(cat /run/aihow-hyperscaler/$LAB/libvirtd.pid) $(cat /run/aihow-hyperscaler/$LAB/virtlogd.pid)"
@@ -110,11 +128,35 @@ for h in hpc-controller hpc-compute-01 hpc-compute-02; do
   grep -Eq "^$h +: ok=[1-9].* failed=0" "$WORK/site1.log" || fail "$h did not pass the SSH/host name checks"
 done
 QEMU_PIDS=$(ip netns pids "hs-$LAB" | xargs)
+# The README promises that the main command ends by saying how to log in and submit a job.
+grep -q "Log in:         ip netns exec hs-$LAB ssh -i $WORK/id_ed25519 hyperscaler@192.168.100.10" "$WORK/site1.log" \
+  || fail "site.yml did not print how to log in to the controller"
+grep -q "Run a job:      srun -N2 hostname" "$WORK/site1.log" || fail "site.yml did not print how to submit a job"
+phase_end
+
+# Benchmark point (docs/benchmarks.md): from nothing to a cluster that answers srun -N2 hostname.
+phase_start "first srun -N2 hostname"
+out=$(ansible "${INV[@]}" hpc_controller -m ansible.builtin.command -a "timeout 300 srun -N2 hostname")
+echo "$out"
+[ "$(echo "$out" | grep -c '^hpc-compute-0[12]$')" = 2 ] || fail "srun -N2 hostname did not answer from both compute nodes"
+phase_end
+
+phase_start "hpc_verify.yml: real jobs on the Slurm cluster"
+ansible-playbook "${INV[@]}" playbooks/hpc_verify.yml | tee "$WORK/verify.log"
+for h in hpc-controller hpc-compute-01 hpc-compute-02; do
+  grep -Eq "^$h +: ok=[1-9].* failed=0" "$WORK/verify.log" || fail "hpc_verify.yml did not pass on $h"
+done
+# Every check ran (none skipped for lack of GPUs or monitoring).
+for t in "One task on every compute node" "The file names the compute node that ran the job" \
+         "A job asking for one GPU gets its device in CUDA_VISIBLE_DEVICES" \
+         "A job asking for more GPUs than any node has is refused" "Accounting lists the jobs" \
+         "Every node target is up"; do
+  grep -A3 "TASK \[$t\]" "$WORK/verify.log" | grep -q '^ok: \[hpc-controller' || fail "hpc_verify.yml: '$t' did not run and pass"
+done
 phase_end
 
 phase_start "hostnames through ad-hoc Ansible"
-out=$(ansible "${INV[@]}" hpc -m ansible.builtin.command -a hostname \
-  -e "ansible_ssh_private_key_file=$WORK/id_ed25519")
+out=$(ansible "${INV[@]}" hpc -m ansible.builtin.command -a hostname)
 echo "$out"
 for h in hpc-controller hpc-compute-01 hpc-compute-02; do
   echo "$out" | grep -A1 -E "^$h \| CHANGED \| rc=0 >>\$" | tail -n 1 | grep -qx "$h" \
@@ -123,7 +165,7 @@ done
 phase_end
 
 phase_start "site.yml again (idempotent)"
-ansible-playbook "${INV[@]}" playbooks/site.yml -e "$IMAGES" | tee "$WORK/site2.log"
+ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" | tee "$WORK/site2.log"
 changed=$(recap_changed "$WORK/site2.log")
 [ "$changed" = 0 ] || fail "second site.yml run reported changed=$changed (expected 0)"
 phase_end

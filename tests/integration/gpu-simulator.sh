@@ -60,17 +60,9 @@ VgpuSim(sys.argv[1]).add_sriov_mdev_gpu("0000:65:00.0", types=A100D_TYPES, num_v
                                         mig=True)
 PY
 
-cat > "$S/vars.yml" <<YML
-gpu_host_sysfs_root: $S/sysroot
-gpu_host_mig_persist_path: $S/etc/aihow-hyperscaler/mig-layout.json
-gpu_host_vm_devices_path: $S/var/lib/aihow-hyperscaler/vm-devices.json
-gpu_host_unit_dir: $S/etc/systemd/system
-gpu_host_restore_script_path: $S/usr/local/sbin/hyperscaler-gpu-restore
-gpu_host_restore_lib_dir: $S/usr/local/lib/aihow-hyperscaler
-gpu_host_restore_python: $PY
-# Absent on purpose: even on a CI host running systemd, nothing is enabled outside the scratch dir.
-gpu_host_systemd_run_dir: $S/run/systemd/system
-YML
+# shellcheck source=tests/lib/gpu-host-scratch-vars.sh
+. "$repo/tests/lib/gpu-host-scratch-vars.sh"
+gpu_host_scratch_vars "$S" "$PY" > "$S/vars.yml"
 
 # The local connection runs modules with the venv interpreter (interpreter discovery may find a broken shim).
 play() { ansible-playbook -i "$S/lab.cluster.yml" playbooks/gpu.yml -e "@$S/vars.yml" -e ansible_python_interpreter="$PY" "$@"; }

@@ -207,12 +207,19 @@ def test_lab_mode_sets_proxy_command_on_vms_only(plugin, tmp_path, monkeypatch, 
     monkeypatch.setattr(inventory_model, "LAB_STATE_ROOT", str(root))
     inv = parse(plugin, tmp_path, _lab_config(tmp_path, mode))
     for name in ("hpc-controller", "hpc-compute-01", "hpc-compute-02"):
-        args = inv.get_host(name).vars.get("ansible_ssh_common_args")
+        host_vars = inv.get_host(name).vars
+        args = host_vars.get("ansible_ssh_common_args")
         if expected is None:
             assert args is None
+            assert "hyperscaler_guest_offline" not in host_vars  # guests may reach a mirror through NAT
         else:
             assert '-o ProxyCommand="ip netns exec %s nc %%h %%p"' % expected in args
+            assert host_vars["hyperscaler_guest_offline"] is True  # no uplink inside the namespace
+        # Every guest logs in with cluster.yaml's key and runs the golden image's Python.
+        assert host_vars["ansible_ssh_private_key_file"] == "~/.ssh/id_ed25519"
+        assert host_vars["ansible_python_interpreter"] == "/usr/bin/python3"
     assert "ansible_ssh_common_args" not in inv.get_host("local").vars  # the hypervisor is local
+    assert "hyperscaler_guest_offline" not in inv.get_host("local").vars
 
 
 def test_lab_netns_name_comes_from_the_state_file(tmp_path):

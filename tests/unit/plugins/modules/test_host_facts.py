@@ -44,3 +44,15 @@ def test_needs_give_failures_and_warnings(run_module, tmp_path, monkeypatch):
     assert [w["check"] for w in result["warnings_found"]] == ["kvm"]
     assert warned == ["kvm: " + result["warnings_found"][0]["msg"]]
     assert result["host"]["kvm"]["accelerator"] == "tcg"
+
+
+def test_needs_defaults_are_the_cluster_schema_defaults():
+    """host_facts' defaults for the hypervisor settings must be cluster.yaml's (one source of truth)."""
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.cluster_schema import CLUSTER_SCHEMA
+    hypervisor = CLUSTER_SCHEMA["$defs"]["hypervisor"]["properties"]
+    needs = host_facts.HostFactsModule.argument_spec["needs"]["options"]
+    shared = ("accelerator", "tcg_tb_cache_mb", "cpu_overcommit", "reserved_memory_gb", "lab_mode")
+    for key in shared:
+        assert needs[key]["default"] == hypervisor[key]["default"], key
+        if "enum" in hypervisor[key]:
+            assert needs[key]["choices"] == hypervisor[key]["enum"], key
