@@ -28,5 +28,5 @@ bash tests/integration/gpu-simulator.sh
 step "Molecule scenarios (podman)"
 bash tests/run-molecule.sh
 
-step "VMs end to end: golden image, lab mode, the minimal cluster under TCG, idempotence, teardown"
+step "VMs end to end: golden image, lab mode, the minimal cluster + HPC stack under TCG, real jobs, idempotence, teardown"
 bash tests/e2e/run.sh
