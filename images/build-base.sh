@@ -59,7 +59,7 @@ cached_ok() {
 }
 
 if ! $rebuild && cached_ok; then
-  log "$name: cached $out"
+  progress "$name: base disk cached ($(basename "$out"))"
   update_link "$(basename "$out")" "$cache_dir/$name.qcow2"
   update_link "$(basename "$meta")" "$cache_dir/$name.json"
   result_line "$out" false "$name" "$hash" "$meta"
@@ -89,14 +89,17 @@ done
 
 t0=$SECONDS
 log "$name: mmdebstrap $suite ($hash)"
+progress_note "$name: base disk: mmdebstrap $suite, $(wc -w <<<"${pkgs//,/ }") packages (download, install, hooks)"
+# mmdebstrap's "I: " lines (its phases) become progress notes.
 mmdebstrap --mode=root --variant=minbase --components=main --include="$pkgs" \
   "${hook_args[@]}" "$suite" "$work/root" \
-  "deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security_mirror $suite-security main" >&2
+  "deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security_mirror $suite-security main" 2>&1 \
+  | progress_tee "$name: base disk: mmdebstrap" '^I: '
 t_debootstrap=$((SECONDS - t0))
 dpkg-query --admindir="$work/root/var/lib/dpkg" -W -f='${Package}\t${Version}\n' >"$work/packages.tsv"
 
 t0=$SECONDS
-log "$name: raw disk $disk_size"
+progress "$name: base disk: raw disk $disk_size, ext4, extlinux, qcow2 compression"
 truncate -s "$disk_size" "$work/disk.raw"
 # One bootable Linux partition at 1 MiB; partition loop devices are not available, hence -o.
 echo 'start=2048, type=83, bootable' | sfdisk -q "$work/disk.raw" >&2
@@ -121,5 +124,5 @@ write_metadata "$name" "$hash" "$out" "$work/packages.tsv" "$work/inputs.txt" "$
   "{\"stage\": \"base\", \"build_seconds\": {\"mmdebstrap\": $t_debootstrap, \"disk\": $t_disk}}"
 update_link "$(basename "$out")" "$cache_dir/$name.qcow2"
 update_link "$(basename "$meta")" "$cache_dir/$name.json"
-log "$name: built $out ($(du -h "$out" | cut -f1)) in mmdebstrap ${t_debootstrap}s + disk ${t_disk}s"
+progress "$name: base disk built: $out ($(du -h "$out" | cut -f1)) in mmdebstrap ${t_debootstrap}s + disk ${t_disk}s"
 result_line "$out" true "$name" "$hash" "$meta"

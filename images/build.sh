@@ -38,9 +38,11 @@ cache_dir=$(cd "$cache_dir" && pwd)
 
 t_all=$SECONDS
 t0=$SECONDS
+progress "$name: step 1/3: base disk"
 if [ -n "$base_image" ]; then
   [ -f "$base_image" ] || die "base image $base_image not found"
   base_image=$(readlink -f "$base_image")
+  progress "$name: base disk given: $base_image"
   base_sha=$(sha256sum "$base_image" | cut -d' ' -f1)
   base_built=false
 else
@@ -64,7 +66,7 @@ flock 9
 
 if ! $rebuild && [ -f "$out" ] && [ -f "$meta" ] && \
    [ "$(stat -c %s "$out")" = "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["size_bytes"])' "$meta")" ]; then
-  log "$name: cached $out"
+  progress "$name: cached $out (nothing to build)"
   update_link "$(basename "$out")" "$cache_dir/$name.qcow2"
   update_link "$(basename "$meta")" "$cache_dir/$name.json"
   result_line "$out" false "$name" "$hash" "$meta"
@@ -101,18 +103,22 @@ ln -s "$REPO_DIR" "$work/collections/ansible_collections/aihow/hyperscaler"
 
 t0=$SECONDS
 log "$name: packer build from $base_image ($hash)"
-# Run from the work dir so packer_cache lands there; no update checks (offline hosts).
+progress_note "$name: step 2/3: packer boots an overlay of the base disk under qemu and provisions it (the long step)"
+# Run from the work dir so packer_cache lands there; no update checks (offline hosts). Packer's step
+# lines ("==> ...") and the provisioner's Ansible tasks (numbered) become progress notes.
 (cd "$work" && CHECKPOINT_DISABLE=1 PACKER_CACHE_DIR="$work/packer_cache" packer build -color=false \
    -var-file "$image_vars" \
    -var "base_image=$base_image" -var "image_version=$hash" -var "seed_dir=$work/seed" \
    -var "ssh_private_key_file=$work/id" -var "output_dir=$work/out" \
    -var "collections_path=$work/collections" -var "packages_out=$work/packages.tsv" \
-   -var "extra_vars_file=$work/extra-vars.json" "$template") >&2 \
+   -var "extra_vars_file=$work/extra-vars.json" "$template") 2>&1 \
+  | progress_tee "$name: packer" '^==> |: TASK \[|: fatal: ' 'TASK \[' \
   || { tail -n 40 "$work/out-console.log" >&2 2>/dev/null || true; die "$name: packer build failed"; }
 t_packer=$((SECONDS - t0))
 [ -s "$work/packages.tsv" ] || die "$name: provisioner wrote no package list"
 
 t0=$SECONDS
+progress "$name: step 3/3: flatten and compress the disk (qemu-img convert -c)"
 # Recompress the VM disk packer leaves behind (a modified copy of the base) into the cached image.
 qemu-img convert -c -O qcow2 "$work/out/$name.qcow2" "$work/final.qcow2"
 t_convert=$((SECONDS - t0))
@@ -125,5 +131,5 @@ extra=$(python3 -c 'import json,sys; print(json.dumps({"stage": "final", "base":
 write_metadata "$name" "$hash" "$out" "$work/packages.tsv" "$work/inputs.txt" "$params" "$meta" "$extra"
 update_link "$(basename "$out")" "$cache_dir/$name.qcow2"
 update_link "$(basename "$meta")" "$cache_dir/$name.json"
-log "$name: built $out ($(du -h "$out" | cut -f1)) in $((SECONDS - t_all))s (base ${t_base}s, packer ${t_packer}s, convert ${t_convert}s)"
+progress "$name: built $out ($(du -h "$out" | cut -f1)) in $((SECONDS - t_all))s (base ${t_base}s, packer ${t_packer}s, convert ${t_convert}s)"
 result_line "$out" true "$name" "$hash" "$meta"

@@ -10,6 +10,37 @@ DEFAULT_CACHE_DIR=/var/cache/aihow-hyperscaler/images
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# Progress notes: ansible-playbook's callback aihow.hyperscaler.progress exports HYPERSCALER_PROGRESS_FILE
+# and prints every line appended to it while the task runs (plugins/module_utils/progress.py is the
+# Python twin). progress_note appends "HH:MM:SS TEXT" and does nothing without the variable or when the
+# file is gone or not writable; it never fails the caller. progress = log (stderr) + progress_note.
+progress_note() {
+  local file=${HYPERSCALER_PROGRESS_FILE:-} text=$*
+  [ -n "$file" ] && [ -f "$file" ] && [ -w "$file" ] || return 0
+  { printf '%s %s\n' "$(date +%H:%M:%S)" "${text//$'\n'/ }" >>"$file"; } 2>/dev/null || true
+}
+progress() { log "$*"; progress_note "$*"; }
+
+# Copies stdin to stderr and makes a progress note "LABEL: LINE" of each line that matches the extended
+# regex KEEP (without packer's "==> type.name: " prefix and the trailing "****", 160 characters at
+# most); the lines that also match COUNT are numbered "(#N)". Always returns 0.
+#   packer build ... 2>&1 | progress_tee "hpc-base: packer" '^==> |TASK \[' 'TASK \['
+progress_tee() {
+  local label=$1 keep=$2 count=${3:-} n=0 line text
+  local prefix='^(==> | +)[[:alnum:]_-]+\.[[:alnum:]_.-]+: (.*)$' stars='^(.*[^ *]) +\*+$'
+  while IFS= read -r line || [ -n "$line" ]; do
+    printf '%s\n' "$line" >&2
+    [[ $line =~ $keep ]] || continue
+    text=$line
+    if [[ $text =~ $prefix ]]; then text=${BASH_REMATCH[2]}; fi
+    if [[ $text =~ $stars ]]; then text=${BASH_REMATCH[1]}; fi
+    text=${text:0:160}
+    if [ -n "$count" ] && [[ $text =~ $count ]]; then n=$((n + 1)); text="$text (#$n)"; fi
+    progress_note "$label: $text"
+  done
+  return 0
+}
+
 require_cmds() {
   local c missing=()
   for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done

@@ -25,15 +25,19 @@ import os
 import re
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import HyperscalerError
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.aihow.hyperscaler.plugins.module_utils import progress as hs_progress
 
 CPUINFO_PATH = "/proc/cpuinfo"
 KVM_PATH = "/dev/kvm"
 DEFAULT_OWNER_PREFIX = "hs-"
 STATES = ("present", "running", "stopped", "absent")
+# Seconds between two "still waiting for" progress lines while the VMs boot.
+SSH_REPORT_EVERY = 20.0
 
 KVM_REMEDIATION = (
     "enable VT-x/AMD-V in the firmware (on a VM: expose vmx/svm to it, nested virtualisation), "
@@ -184,6 +188,21 @@ def wait_for_ssh(host, port=22, timeout=300, probe=None, sleep=time.sleep, clock
 
 # --------------------------------------------------------------------------- converger
 
+def in_parallel(fn, items, timeout=None, on_wait=None):
+    """fn(*args) for each (name, args) of items on up to 8 threads; yields (name, result) as each one
+    ends (name order within one batch). on_wait(names still running) after each wait of at most
+    timeout seconds that left some running."""
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        futures = dict((pool.submit(fn, *args), name) for name, args in items)
+        pending = set(futures)
+        while pending:
+            done, pending = wait_futures(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=futures.get):
+                yield futures[fut], fut.result()
+            if pending and on_wait is not None:
+                on_wait(sorted(futures[f] for f in pending))
+
+
 def _xmldesc(obj, inactive_flag):
     """Persistent (inactive) XML when the driver supports the flag, else the current one."""
     libvirt = import_libvirt()
@@ -200,7 +219,8 @@ class Converger:
     """One convergence run on an open connection. Check mode computes and changes nothing."""
 
     def __init__(self, conn, check_mode=False, owner_prefix=DEFAULT_OWNER_PREFIX, stop_timeout=60,
-                 ssh_wait=None, sleep=time.sleep):
+                 ssh_wait=None, sleep=time.sleep, progress=None, clock=time.monotonic,
+                 report_every=SSH_REPORT_EVERY, poll=1.0):
         self.libvirt = import_libvirt()
         self.conn = conn
         self.check_mode = check_mode
@@ -208,6 +228,12 @@ class Converger:
         self.stop_timeout = stop_timeout
         self.ssh_wait = ssh_wait or wait_for_ssh
         self.sleep = sleep
+        # progress(line): live notes for the progress callback (module_utils/progress.py); while
+        # waiting, a note every report_every seconds of clock(), checked every poll seconds.
+        self.progress = progress or hs_progress.report
+        self.clock = clock
+        self.report_every = report_every
+        self.poll = poll
         self.changes = []
         self.notes = []
         self.skipped = []
@@ -530,8 +556,11 @@ class Converger:
             except self.libvirt.libvirtError as exc:
                 return map_libvirt_error(exc, "domain", name, "start").msg
 
-        with ThreadPoolExecutor(max_workers=min(8, len(to_start))) as pool:
-            failures = [m for m in pool.map(start, to_start) if m]
+        errors = {}
+        for name, error in in_parallel(start, [(n, (n,)) for n in to_start]):
+            errors[name] = error
+            self.progress("%s %s (%d/%d)" % (name, "failed to start" if error else "started", len(errors), len(to_start)))
+        failures = [errors[n] for n in to_start if errors[n]]
         if failures:
             raise HyperscalerError("%d of %d domains failed to start: %s" % (len(failures), len(to_start), "; ".join(failures)),
                                    failures=failures)
@@ -559,16 +588,30 @@ class Converger:
                     d.destroy()
 
     def wait_ssh(self, targets, timeout):
-        """targets: {name: (host, port)}; waits in parallel, raises naming every VM that stayed silent."""
+        """targets: {name: (host, port)}; waits in parallel, raises naming every VM that stayed silent.
+
+        Progress lines: one when a VM's SSH port answers (or gives up), and every report_every
+        seconds the VMs still waited for.
+        """
         if self.check_mode or not targets:
             return {}
+        names = sorted(targets)
+        start = last_report = self.clock()
+        self.progress("waiting for SSH on %s (up to %s s)" % (", ".join(names), timeout))
 
-        def one(item):
-            name, (host, port) = item
-            return name, bool(self.ssh_wait(host, port, timeout))
+        def still_waiting(pending):
+            nonlocal last_report
+            now = self.clock()
+            if now - last_report >= self.report_every:
+                last_report = now
+                self.progress("still waiting for: %s (%d s)" % (", ".join(pending), now - start))
 
-        with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
-            answered = dict(pool.map(one, sorted(targets.items())))
+        answered = {}
+        items = [(n, (targets[n][0], targets[n][1], timeout)) for n in names]
+        for name, ok in in_parallel(self.ssh_wait, items, self.poll, still_waiting):
+            answered[name] = bool(ok)
+            self.progress("%s %s after %d s (%d/%d)" % (
+                name, "up: SSH" if ok else "silent: no SSH", self.clock() - start, len(answered), len(names)))
         silent = sorted(n for n, ok in answered.items() if not ok)
         if silent:
             raise HyperscalerError("SSH did not answer within %ss on: %s" % (
@@ -601,11 +644,13 @@ def ssh_targets(domains, networks):
 
 
 def converge(conn, state="present", networks=None, pool=None, domains=None, check_mode=False,
-             owner_prefix=DEFAULT_OWNER_PREFIX, wait_ssh=False, ssh_timeout=300, ssh_wait=None, stop_timeout=60):
+             owner_prefix=DEFAULT_OWNER_PREFIX, wait_ssh=False, ssh_timeout=300, ssh_wait=None, stop_timeout=60,
+             progress=None):
     """Converge everything; returns a dict: changed, changes, domains, networks, notes, skipped, ...
 
     Order: pool, overlays, networks, domain definitions, then run state (parallel starts);
-    absent goes the other way round (domains first, the pool last).
+    absent goes the other way round (domains first, the pool last). Domain starts and the SSH wait
+    report through progress(line) (default: module_utils/progress.py, shown by the progress callback).
     """
     if state not in STATES:
         raise HyperscalerError("state must be one of %s, not '%s'" % (", ".join(STATES), state))
@@ -615,7 +660,8 @@ def converge(conn, state="present", networks=None, pool=None, domains=None, chec
         dupes = sorted(set(n for n in names if names.count(n) > 1))
         if dupes:
             raise HyperscalerError("%s names must be unique, repeated: %s" % (kind, ", ".join(map(str, dupes))))
-    c = Converger(conn, check_mode=check_mode, owner_prefix=owner_prefix, ssh_wait=ssh_wait, stop_timeout=stop_timeout)
+    c = Converger(conn, check_mode=check_mode, owner_prefix=owner_prefix, ssh_wait=ssh_wait, stop_timeout=stop_timeout,
+                  progress=progress)
     names = [d["name"] for d in domains]
     if state == "absent":
         for spec in domains:

@@ -1,6 +1,7 @@
 """Shared test helpers: load the repo's example configs and collect validation issues."""
 import copy
 import os
+import time
 
 import yaml
 
@@ -38,3 +39,13 @@ def assert_issue(raw, path, *fragments):
     assert any(all(f in m for f in fragments) for m in matching), "message at %s lacks %r: %r" % (
         path, fragments, matching)
     return found
+
+
+def wait_until(condition, seconds=10.0):
+    """Poll condition() until it is true (True) or seconds pass (False): for threads under test."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True

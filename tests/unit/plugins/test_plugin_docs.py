@@ -12,6 +12,8 @@ MODULES = sorted(f[:-3] for f in os.listdir(repo_path("plugins", "modules")) if 
                  and not f.startswith("_"))
 INVENTORY = sorted(f[:-3] for f in os.listdir(repo_path("plugins", "inventory")) if f.endswith(".py")
                    and not f.startswith("_"))
+CALLBACKS = sorted(f[:-3] for f in os.listdir(repo_path("plugins", "callback")) if f.endswith(".py")
+                   and not f.startswith("_"))
 
 
 def ansible_doc(kind, name):
@@ -37,3 +39,11 @@ def test_inventory_docs_render(name):
     doc = ansible_doc("inventory", name)
     assert "config" in doc["doc"]["options"] and "compose" in doc["doc"]["options"]
     assert all(isinstance(e, dict) for e in yaml.safe_load_all(doc["examples"]) if e is not None)
+
+
+@pytest.mark.parametrize("name", CALLBACKS)
+def test_callback_docs_render(name):
+    doc = ansible_doc("callback", name)
+    assert doc["doc"]["short_description"] and doc["doc"]["options"]
+    # Not a stdout callback: the default output stays (ansible.cfg lists it in callbacks_enabled).
+    assert doc["doc"]["type"] in ("aggregate", "notification")

@@ -3,14 +3,17 @@
 test:///default is one shared state per process (while a connection is open), so these tests
 open a custom test-driver file instead: every open of test:///<file> starts from that file.
 """
+import re
 import sys
 import xml.etree.ElementTree as ET
 
 import libvirt
 import pytest
+from helpers import wait_until
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_converge as lc
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.aihow.hyperscaler.plugins.module_utils import progress
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import HyperscalerError
 
 # A foreign domain and a foreign network, as a real host would have (not created by us).
@@ -443,3 +446,78 @@ def test_converge_waits_for_ssh_of_every_started_domain(conn):
     assert sorted(seen) == [("10.77.0.10", 22, 42), ("10.77.0.11", 22, 42)]
     # the domains were started before the wait
     assert conn.lookupByName("compute-01").isActive()
+
+
+# ---------------------------------------------------------------- progress lines (domain starts, SSH wait)
+
+def split_counts(lines):
+    """(sorted messages without their "(k/n)", the counters in order): parallel work ends in any order."""
+    pairs = [re.match(r"^(.*) \((\d+/\d+)\)$", line).groups() for line in lines]
+    return sorted(p[0] for p in pairs), [p[1] for p in pairs]
+
+
+def test_start_all_reports_each_started_domain(conn):
+    lines = []
+    run(conn, "running", progress=lines.append)
+    assert split_counts(lines) == (["compute-01 started", "head started"], ["1/2", "2/2"])
+    lines[:] = []
+    run(conn, "running", progress=lines.append)
+    assert lines == []  # nothing started, nothing to say
+
+
+def test_wait_ssh_reports_each_vm_up_and_who_is_still_waited_for(conn):
+    """The clock is fake (what the lines say); the waiters move it and wait for the lines before."""
+    now, lines = [0.0], []
+
+    def seen(fragment):
+        return wait_until(lambda: any(fragment in line for line in lines))
+
+    def waiter(host, port, timeout):
+        if host == "h0":
+            return True
+        if host == "h1":
+            assert seen("hpc-controller up")
+            now[0] = 20.0
+            assert seen("still waiting for: hpc-compute-01, hpc-compute-02")
+            now[0] = 30.0
+            return True
+        assert seen("hpc-compute-01 up")
+        now[0] = 40.0
+        assert seen("still waiting for: hpc-compute-02")
+        now[0] = 41.0
+        return False
+
+    c = lc.Converger(conn, ssh_wait=waiter, progress=lines.append, clock=lambda: now[0], report_every=15, poll=0.005)
+    targets = {"hpc-controller": ("h0", 22), "hpc-compute-01": ("h1", 22), "hpc-compute-02": ("h2", 2222)}
+    with pytest.raises(HyperscalerError, match=r"within 42s on: hpc-compute-02 \(h2:2222\)"):
+        c.wait_ssh(targets, 42)
+    assert lines == [
+        "waiting for SSH on hpc-compute-01, hpc-compute-02, hpc-controller (up to 42 s)",
+        "hpc-controller up: SSH after 0 s (1/3)",
+        "still waiting for: hpc-compute-01, hpc-compute-02 (20 s)",
+        "hpc-compute-01 up: SSH after 30 s (2/3)",
+        "still waiting for: hpc-compute-02 (40 s)",
+        "hpc-compute-02 silent: no SSH after 41 s (3/3)",
+    ]
+
+
+def test_converge_writes_its_progress_to_the_progress_file(conn, tmp_path, monkeypatch):
+    path = tmp_path / "progress.log"
+    path.write_text("")
+    monkeypatch.setenv(progress.ENV, str(path))
+    nets = networks()
+    nets[0]["hosts"].append({"mac": "52:54:00:10:00:02", "name": "compute-01", "ip": "10.77.0.11"})
+    run(conn, "running", networks=nets, wait_ssh=True, ssh_timeout=42, ssh_wait=lambda host, port, timeout: True)
+    text = [line.split(" ", 1)[1] for line in path.read_text().splitlines()]
+    assert split_counts(text[:2]) == (["compute-01 started", "head started"], ["1/2", "2/2"])
+    assert text[2] == "waiting for SSH on compute-01, head (up to 42 s)"
+    assert split_counts(text[3:]) == (["compute-01 up: SSH after 0 s", "head up: SSH after 0 s"], ["1/2", "2/2"])
+
+
+def test_check_mode_reports_nothing(conn):
+    lines = []
+    nets = networks()
+    nets[0]["hosts"].append({"mac": "52:54:00:10:00:02", "name": "compute-01", "ip": "10.77.0.11"})
+    run(conn, "running", networks=nets, check_mode=True, wait_ssh=True, progress=lines.append,
+        ssh_wait=lambda host, port, timeout: True)
+    assert lines == []
