@@ -13,6 +13,9 @@ step "unit tests (pytest, coverage of plugins/)"
 python -m pytest tests/unit -q -p no:cacheprovider --cov=plugins --cov-report=term:skip-covered \
   --cov-fail-under=80
 
+step "fresh machine: install-deps, make targets, make test tiers and lab mode in a pristine Debian 12 container"
+bash tests/fresh-machine/run.sh
+
 step "ansible-lint (production profile)"
 ansible-lint --profile production
 
