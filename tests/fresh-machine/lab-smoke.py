@@ -65,7 +65,7 @@ def main(netns):
         dom = conn.defineXML(DOM_XML)
         dom.create()
         state = None
-        for _ in range(20):
+        for _attempt in range(20):
             time.sleep(0.5)
             state, _reason = dom.state()
             if state == libvirt.VIR_DOMAIN_RUNNING:
