@@ -28,6 +28,8 @@
 #
 # Environment: HS_FRESH_CACHE_DIR (default /var/cache/aihow-hyperscaler/fresh-machine),
 # HS_FRESH_CHECKOUT (default: this checkout), HS_FRESH_KEEP_RUN=1 (keep the overlay for a look),
+# HS_FRESH_PASS_ENV="NAME ..." (variables of this machine's environment to pass in; the container's is
+# otherwise PATH, HOME, LANG=C.UTF-8, TERM: to tell whether a failure comes from a missing variable),
 # AIHOW_DEBIAN_MIRROR, AIHOW_DEBIAN_SECURITY_MIRROR (as images/build-base.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -206,7 +208,7 @@ PY
 # Runs as PID 1 of the new namespaces (unshare ... run.sh __enter): mounts the container, then becomes
 # inside.sh. Its mounts live in this mount namespace only and vanish with it.
 phase_enter() {
-  local m=$RUN/merged d
+  local m=$RUN/merged d v pass=()
   mount -t overlay overlay -o "lowerdir=$CACHE/root-$ROOT_HASH,upperdir=$RUN/upper,workdir=$RUN/work" "$m"
   mount -t proc proc "$m/proc"
   mount -t sysfs sysfs "$m/sys"
@@ -236,6 +238,8 @@ phase_enter() {
   echo fresh-machine >"$m/etc/hostname"; hostname fresh-machine
   printf '127.0.0.1 localhost\n127.0.1.1 fresh-machine\n::1 localhost ip6-localhost ip6-loopback\n' >"$m/etc/hosts"
   ip link set lo up
+  # Only what HS_FRESH_PASS_ENV names of this machine's environment (default: nothing).
+  for v in ${HS_FRESH_PASS_ENV:-}; do [ -z "${!v+x}" ] || pass+=("$v=${!v}"); done
   # pivot_root, not a bare chroot: the root of this mount namespace must be the container's. libvirtd
   # enters QEMU's mount namespace with setns() to create its device nodes, and setns() resets the root
   # to the namespace's: behind a bare chroot that is this machine's own / and its /dev.
@@ -246,7 +250,7 @@ phase_enter() {
   exec /usr/sbin/chroot . /bin/sh -c 'umount -l /.hs-old-root && rmdir /.hs-old-root && exec "$@"' sh \
     /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/root LANG=C.UTF-8 TERM=dumb PIP_NO_INDEX=1 PIP_FIND_LINKS="$C_SRV/wheels" \
-    HS_FRESH_OUT="$C_SRV/out" HS_FRESH_WORKDIR="$C_CHECKOUT" /bin/bash "$C_SRV/harness/inside.sh"
+    HS_FRESH_OUT="$C_SRV/out" HS_FRESH_WORKDIR="$C_CHECKOUT" "${pass[@]}" /bin/bash "$C_SRV/harness/inside.sh"
 }
 
 if [[ ${1:-} == __* ]]; then
