@@ -260,7 +260,7 @@ fi
 
 # ---- main -------------------------------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "needs root (mmdebstrap, namespaces, mounts)"
-require_cmds mmdebstrap apt-get apt-ftparchive unshare pivot_root mount timeout git tar python3 flock ip
+require_cmds mmdebstrap apt-get apt-ftparchive unshare pivot_root mount timeout git tar python3 flock ip ps
 CHECKOUT=$(cd "$CHECKOUT" && pwd)
 git -C "$CHECKOUT" rev-parse --git-dir >/dev/null 2>&1 || die "$CHECKOUT is not a git checkout"
 mkdir -p "$CACHE"
@@ -283,18 +283,32 @@ container_procs() {
   done
 }
 cleanup() {
-  # The running phase: timeout passes the signal on to its process group (for the container: unshare,
-  # whose --kill-child then ends the container's PID 1 and so the whole PID namespace).
-  if [ -n "$CPID" ] && kill -0 "$CPID" 2>/dev/null; then kill -TERM "$CPID" 2>/dev/null || true; wait "$CPID" 2>/dev/null || true; fi
+  local child
+  # The running phase: timeout passes TERM on to its process group. unshare ignores it while it waits, and
+  # so does the container's PID 1, which has no handler: unshare gets KILL, and its --kill-child then ends
+  # the container's PID 1 and with it the whole PID namespace.
+  if [ -n "$CPID" ] && kill -0 "$CPID" 2>/dev/null; then
+    kill -TERM "$CPID" 2>/dev/null || true
+    for child in $(ps -o pid= --ppid "$CPID"); do kill -KILL "$child" 2>/dev/null || true; done
+    wait "$CPID" 2>/dev/null || true
+  fi
   CPID=""
   if [ -n "$RUN" ] && [ -d "$RUN" ]; then
     for _ in $(seq 50); do container_procs | grep -q . || break; sleep 0.2; done
     if [ "${HS_FRESH_KEEP_RUN:-0}" = 1 ]; then log "kept $RUN"; else rm -rf "$RUN"; fi
   fi
 }
+# The caller's stdout, for the last line even when a signal comes while a phase's output is redirected.
+exec 8>&1
+on_signal() {
+  trap - EXIT
+  cleanup
+  echo "fresh-machine: FAILED: interrupted by SIG$1 (the container, its mounts and its overlay are gone)" >&8
+  exit "$2"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
 
 summary() {
   local line
