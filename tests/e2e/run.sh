@@ -80,40 +80,10 @@ IMAGE_SUM_BEFORE=$(stat -c '%s %Y' "$IMAGE")
 phase_end
 
 phase_start "work dir, key, cluster.yaml"
-ssh-keygen -q -t ed25519 -N '' -C hs-e2e -f "$WORK/id_ed25519"
-# config/minimal.yml, renamed to the e2e lab, with its pool and keys in the work dir.
-"$REPO/.venv/bin/python" - "$REPO/config/minimal.yml" "$WORK" "$LAB" <<'EOF'
-import sys, yaml
-src, work, lab = sys.argv[1:]
-data = yaml.safe_load(open(src))
-data["metadata"]["name"] = lab
-data["hypervisor"]["lab_mode"] = "enabled"
-data["hypervisor"]["storage_pool"] = {"path": work + "/pool"}
-data["ssh"] = {"public_key_file": work + "/id_ed25519.pub", "private_key_file": work + "/id_ed25519"}
-# One simulated H100 per compute node: Slurm GRES, placeholder devices and GPU jobs without a GPU.
-data["global"]["gpu_allocation"] = {
-    "backend": "simulator", "simulator_state": work + "/nvml-simulator.json",
-    "devices": [{"id": "GPU-%d" % i, "pci_address": "0000:%02x:00.0" % (0x18 + i),
-                 "model": "NVIDIA H100 80GB HBM3"} for i in range(2)],
-    "strategy": "whole", "whole_gpus": {"hpc": 2}}
-data["clusters"]["hpc"]["compute_nodes"]["gpu_enabled"] = True
-yaml.safe_dump(data, open(work + "/cluster.yml", "w"), sort_keys=False)
-EOF
-printf 'plugin: aihow.hyperscaler.cluster\nconfig: cluster.yml\n' >"$WORK/e2e.cluster.yml"
-# The GPU role's files (simulated sysfs root, layout, device list, boot unit) stay in the work dir.
-mkdir -p "$WORK/sysroot"
-# shellcheck source=tests/lib/gpu-host-scratch-vars.sh
-. "$REPO/tests/lib/gpu-host-scratch-vars.sh"
-gpu_host_scratch_vars "$WORK" /usr/bin/python3 >"$WORK/gpu-vars.yml"
-INV=(-i "$WORK/e2e.cluster.yml")
-IMAGES="{\"hs_images\": {\"$IMAGE_NAME\": \"$IMAGE\"}}"
-# The per-cluster secrets (MUNGE key, slurmdbd password) stay in the work dir too.
-SITE_VARS=(-e "$IMAGES" -e "@$WORK/gpu-vars.yml" -e "munge_key_store_dir=$WORK/secrets" -e "slurm_secret_store_dir=$WORK/secrets")
+# shellcheck source=tests/lib/e2e-cluster.sh
+. "$REPO/tests/lib/e2e-cluster.sh"
+e2e_cluster_files "$REPO" "$WORK" "$LAB"
 phase_end
-
-recap_changed() {  # sum of changed= over the PLAY RECAP of a log
-  awk '/PLAY RECAP/{r=1} r && /changed=/{for(i=1;i<=NF;i++) if($i ~ /^changed=/){split($i,a,"="); s+=a[2]}} END{print s+0}' "$1"
-}
 
 phase_start "site.yml: validate, host, images, GPU, lab, VMs, HPC cluster"
 ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" | tee "$WORK/site1.log"

@@ -18,3 +18,13 @@ mkdir -p "$root/etc/cloud/cloud.cfg.d"
 cat >"$root/etc/cloud/cloud.cfg.d/90-aihow-datasource.cfg" <<'CFG'
 datasource_list: [NoCloud, None]
 CFG
+# Boot time under TCG (docs/benchmarks.md): cloud-init's local stage only renders a DHCP network
+# config, which 99-aihow-dhcp.network above already gives, yet it is a Python start of ~30 s on
+# the path to SSH in a 1-vCPU TCG guest. The network stage (cloud-init.service) still finds the
+# NoCloud seed (label cidata), sets the host name, creates the user with its key and grows the disk.
+chroot "$root" systemctl mask cloud-init-local.service
+# Only the modules the collection's seeds use run after SSH is up, beside the roles' first tasks.
+cat >"$root/etc/cloud/cloud.cfg.d/91-aihow-modules.cfg" <<'CFG'
+cloud_config_modules: [set-passwords, runcmd]
+cloud_final_modules: [scripts-vendor, scripts-per-once, scripts-per-boot, scripts-per-instance, scripts-user, final-message]
+CFG

@@ -1,0 +1,45 @@
+# shellcheck shell=bash
+# Sourced by tests/e2e/run.sh and benchmarks/bringup.sh: the VM end to end's cluster in a work dir.
+#   e2e_cluster_files REPO WORK LAB
+# writes WORK/id_ed25519{,.pub}, WORK/cluster.yml (config/minimal.yml renamed to LAB, lab mode on, pool
+# and keys in WORK, one simulated H100 per compute node), WORK/e2e.cluster.yml (the inventory source) and
+# WORK/gpu-vars.yml (the GPU role's files under WORK/sysroot); sets INV and SITE_VARS (arrays) for
+# ansible-playbook, given IMAGE_NAME and IMAGE (the golden image's path).
+e2e_cluster_files() {
+  local repo=$1 work=$2 lab=$3
+  [ -e "$work/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "hs-$lab" -f "$work/id_ed25519"
+  "$repo/.venv/bin/python" - "$repo/config/minimal.yml" "$work" "$lab" <<'PY'
+import sys, yaml
+src, work, lab = sys.argv[1:]
+data = yaml.safe_load(open(src))
+data["metadata"]["name"] = lab
+data["hypervisor"]["lab_mode"] = "enabled"
+data["hypervisor"]["storage_pool"] = {"path": work + "/pool"}
+data["ssh"] = {"public_key_file": work + "/id_ed25519.pub", "private_key_file": work + "/id_ed25519"}
+# One simulated H100 per compute node: Slurm GRES, placeholder devices and GPU jobs without a GPU.
+data["global"]["gpu_allocation"] = {
+    "backend": "simulator", "simulator_state": work + "/nvml-simulator.json",
+    "devices": [{"id": "GPU-%d" % i, "pci_address": "0000:%02x:00.0" % (0x18 + i),
+                 "model": "NVIDIA H100 80GB HBM3"} for i in range(2)],
+    "strategy": "whole", "whole_gpus": {"hpc": 2}}
+data["clusters"]["hpc"]["compute_nodes"]["gpu_enabled"] = True
+yaml.safe_dump(data, open(work + "/cluster.yml", "w"), sort_keys=False)
+PY
+  printf 'plugin: aihow.hyperscaler.cluster\nconfig: cluster.yml\n' >"$work/e2e.cluster.yml"
+  # The GPU role's files (simulated sysfs root, layout, device list, boot unit) stay in the work dir.
+  mkdir -p "$work/sysroot"
+  # shellcheck source=tests/lib/gpu-host-scratch-vars.sh
+  . "$repo/tests/lib/gpu-host-scratch-vars.sh"
+  gpu_host_scratch_vars "$work" /usr/bin/python3 >"$work/gpu-vars.yml"
+  # shellcheck disable=SC2034  # used by the scripts that source this file
+  INV=(-i "$work/e2e.cluster.yml")
+  # The per-cluster secrets (MUNGE key, slurmdbd password) stay in the work dir too.
+  # shellcheck disable=SC2034
+  SITE_VARS=(-e "{\"hs_images\": {\"$IMAGE_NAME\": \"$IMAGE\"}}" -e "@$work/gpu-vars.yml"
+             -e "munge_key_store_dir=$work/secrets" -e "slurm_secret_store_dir=$work/secrets")
+}
+
+# Sum of changed= over the PLAY RECAP of an ansible-playbook log.
+recap_changed() {
+  awk '/PLAY RECAP/{r=1} r && /changed=/{for(i=1;i<=NF;i++) if($i ~ /^changed=/){split($i,a,"="); s+=a[2]}} END{print s+0}' "$1"
+}
