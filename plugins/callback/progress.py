@@ -80,6 +80,7 @@ import atexit
 import functools
 import os
 import shutil
+import sys
 import tempfile
 import threading
 
@@ -208,6 +209,10 @@ class CallbackModule(CallbackBase):
                     # Display serialises with the main thread and is fork-safe: workers are forked while
                     # its lock is held, so this thread never leaves a child a locked stdout.
                     self._display.display(self._prefix + text)
+            if lines:
+                # Without PYTHONUNBUFFERED a pipe (CI logs, `| tee`) would hold the lines until the task's
+                # own result is printed, which is what this plugin exists to avoid.
+                sys.stdout.flush()
 
     # ------------------------------------------------------------------ thread
 
