@@ -5,6 +5,7 @@ IMAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$IMAGES_DIR")
 DEFS_DIR="$IMAGES_DIR/defs"
 # Matches cluster.yaml's images.cache_dir default (schemas/cluster.schema.json).
+# shellcheck disable=SC2034  # used by the scripts that source this file
 DEFAULT_CACHE_DIR=/var/cache/aihow-hyperscaler/images
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

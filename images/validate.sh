@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     *) [ -z "$image" ] || die "one image only"; image=$1; shift ;;
   esac
 done
-[ -n "$image" ] && [ -f "$image" ] || die "usage: $0 IMAGE [--name NAME] [--clones N]"
+{ [ -n "$image" ] && [ -f "$image" ]; } || die "usage: $0 IMAGE [--name NAME] [--clones N]"
 [[ $clones =~ ^[1-9]$ ]] || die "--clones must be 1..9"
 require_cmds qemu-system-x86_64 qemu-img cloud-localds ssh ssh-keygen sha256sum python3
 image=$(readlink -f "$image")
@@ -43,7 +43,7 @@ cleanup() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ -n "$logs" ]; then mkdir -p "$logs" && cp "$work"/*.log "$logs"/ 2>/dev/null || true; fi
+  if [ -n "$logs" ]; then mkdir -p "$logs"; cp "$work"/*.log "$logs"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -105,6 +105,7 @@ for i in $(seq 1 "$clones"); do
 done
 
 # Facts gathered in the guest as key=value lines; the judging happens here on the host.
+# shellcheck disable=SC2016  # expanded by the guest's shell, not here
 probe='
 set -u
 cloud-init status --wait >/dev/null 2>&1
@@ -139,7 +140,7 @@ for i in $(seq 1 "$clones"); do
   facts=$(sshc "$port" sudo bash -s <<<"$probe")
   get() { sed -n "s/^$1=//p" <<<"$facts" | head -n 1; }
   mid=$(get machine_id)
-  check "cloud-init finished without errors ($(get cloud_init))" test "$(get cloud_init)" = done
+  check "cloud-init finished without errors ($(get cloud_init))" test "$(get cloud_init)" = "done"
   check "hostname from the seed ($(get hostname))" test "$(get hostname)" = "${hosts[$idx]}"
   check "no munge key shipped" test "$(get munge_key)" = absent
   check "machine-id generated ($mid)" grep -Eq '^[0-9a-f]{32}$' <<<"$mid"

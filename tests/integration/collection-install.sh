@@ -3,7 +3,6 @@
 # from a directory outside the checkout (so nothing comes from the .build link).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-repo=$PWD
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ansible-galaxy collection build --force --output-path "$work" >/dev/null

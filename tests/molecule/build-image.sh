@@ -48,6 +48,8 @@ if ! podman image exists "$HYPERSCALER_MOLECULE_IMAGE"; then
   # - scenarios run with --network=none (loopback only), and glibc's getaddrinfo(AF_INET, AI_ADDRCONFIG),
   #   which Slurm uses, fails when 127.0.0.1 is the only IPv4 address: a second loopback address
   #   (needs CAP_NET_ADMIN in the container's own network namespace) makes Slurm resolve 127.0.0.1.
+  # The hooks' $1 is expanded by mmdebstrap's shell (the root), not here.
+  # shellcheck disable=SC2016
   mmdebstrap --variant=minbase --include="$_pkgs" \
     --customize-hook='echo -n > "$1/etc/machine-id"' \
     --customize-hook='chroot "$1" systemctl mask getty@tty1.service console-getty.service systemd-udevd.service systemd-remount-fs.service systemd-logind.service >/dev/null 2>&1 || true' \

@@ -8,10 +8,10 @@ echo "LABEL=aihow-root / ext4 errors=remount-ro 0 1" >"$root/etc/fstab"
 echo localhost >"$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 kver=$(find "$root/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
-[ -n "$kver" ] && [ -f "$root/boot/vmlinuz-$kver" ] && [ -f "$root/boot/initrd.img-$kver" ] || {
+if ! { [ -n "$kver" ] && [ -f "$root/boot/vmlinuz-$kver" ] && [ -f "$root/boot/initrd.img-$kver" ]; }; then
   echo "10-boot: no kernel/initrd in $root/boot" >&2
   exit 1
-}
+fi
 mkdir -p "$root/boot/extlinux"
 # Serial console so boots under qemu -nographic and libvirt can be logged.
 cat >"$root/boot/extlinux/extlinux.conf" <<CFG
