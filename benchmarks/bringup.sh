@@ -29,24 +29,28 @@ trap cleanup EXIT
 e2e_cluster_files "$REPO" "$WORK" "$LAB"
 now() { date +%s.%N; }
 secs() { python3 -c 'import sys; print("%.0f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$1" "$2"; }
+# Runs one playbook into WORK/LOG.log; on failure shows its tail and stops the benchmark.
+play() {
+  local playbook=$1 log=$2
+  shift 2
+  ansible-playbook "${INV[@]}" "playbooks/$playbook" "$@" >"$WORK/$log.log" 2>&1 \
+    || { tail -n 30 "$WORK/$log.log"; echo "bringup.sh: $playbook failed ($log)" >&2; exit 1; }
+}
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 up=() rerun=() down=()
 for run in $(seq "$RUNS"); do
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   rm -rf "$WORK/secrets" "$WORK/nvml-simulator.json"
   t0=$(now)
-  ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" >"$WORK/site-$run.log" 2>&1 \
-    || { tail -n 30 "$WORK/site-$run.log"; echo "bringup.sh: site.yml failed (run $run)" >&2; exit 1; }
+  play site.yml "site-$run" "${SITE_VARS[@]}"
   out=$(ansible "${INV[@]}" hpc_controller -m ansible.builtin.command -a "timeout 300 srun -N2 hostname" 2>/dev/null)
   [ "$(echo "$out" | grep -c '^hpc-compute-0[12]$')" = 2 ] || { echo "$out"; echo "bringup.sh: srun -N2 hostname failed" >&2; exit 1; }
   t1=$(now)
-  ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" >"$WORK/rerun-$run.log" 2>&1 \
-    || { tail -n 30 "$WORK/rerun-$run.log"; echo "bringup.sh: re-run failed (run $run)" >&2; exit 1; }
+  play site.yml "rerun-$run" "${SITE_VARS[@]}"
   t2=$(now)
   changed=$(recap_changed "$WORK/rerun-$run.log")
   [ "$changed" = 0 ] || { echo "bringup.sh: re-run reported changed=$changed (run $run)" >&2; exit 1; }
-  ansible-playbook "${INV[@]}" playbooks/destroy.yml >"$WORK/destroy-$run.log" 2>&1 \
-    || { tail -n 30 "$WORK/destroy-$run.log"; echo "bringup.sh: destroy.yml failed (run $run)" >&2; exit 1; }
+  play destroy.yml "destroy-$run"
   t3=$(now)
   up+=("$(secs "$t0" "$t1")") rerun+=("$(secs "$t1" "$t2")") down+=("$(secs "$t2" "$t3")")
   printf 'run %s (load %s): bring-up %ss, re-run %ss (changed=0), teardown %ss\n' \
