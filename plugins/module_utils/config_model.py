@@ -25,13 +25,9 @@ __metaclass__ = type
 import copy
 import difflib
 import ipaddress
+import math
+import os
 import re
-
-try:
-    import yaml
-    HAS_YAML = True
-except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
-    HAS_YAML = False
 
 try:
     import jsonschema
@@ -41,6 +37,15 @@ except ImportError:  # pragma: no cover - reported by missing_dependency()
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_catalog
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.cluster_schema import CLUSTER_SCHEMA
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_yaml import (
+    HAS_YAML,
+    MAX_BYTES as MAX_FILE_BYTES,
+    MAX_DEPTH,
+    MAX_NODES,
+    YamlProblem,
+    decode_text,
+    load_yaml_text,
+)
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_mac
 
 SCHEMA_VERSION = "1.0"
@@ -48,20 +53,26 @@ CLUSTERS = ("hpc", "cloud")
 
 
 class ConfigIssue:
-    """One problem: where (dotted path) and what is wrong / what would be valid."""
+    """One problem: where (dotted path, and the file's line when known) and what is wrong / what would be valid."""
 
-    def __init__(self, path, message):
+    def __init__(self, path, message, line=None):
         self.path = path or "(top level)"
         self.message = message
+        self.line = line
 
     def __str__(self):
+        if self.line is not None and not self.path.startswith("line "):
+            return "%s (line %d): %s" % (self.path, self.line, self.message)
         return "%s: %s" % (self.path, self.message)
 
     def __repr__(self):
-        return "ConfigIssue(%r, %r)" % (self.path, self.message)
+        return "ConfigIssue(%r, %r, line=%r)" % (self.path, self.message, self.line)
 
     def as_dict(self):
-        return {"path": self.path, "message": self.message}
+        out = {"path": self.path, "message": self.message}
+        if self.line is not None:
+            out["line"] = self.line
+        return out
 
 
 class ConfigError(Exception):
@@ -69,7 +80,12 @@ class ConfigError(Exception):
 
     def __init__(self, source, issues):
         self.source = source
-        self.issues = list(issues)
+        # A check that runs per node group may find one problem twice: report it once.
+        self.issues, seen = [], set()
+        for issue in issues:
+            if (issue.path, issue.message) not in seen:
+                seen.add((issue.path, issue.message))
+                self.issues.append(issue)
         lines = ["%s is not a valid cluster configuration (%d problem%s):" % (
             source, len(self.issues), "" if len(self.issues) == 1 else "s")]
         lines.extend("  - %s" % issue for issue in self.issues)
@@ -93,7 +109,8 @@ def format_path(parts):
         if isinstance(part, int):
             out += "[%d]" % part
         else:
-            out += ("." if out else "") + str(part)
+            # An empty key still needs a name in the path, or its problem would read as top level.
+            out += ("." if out else "") + (str(part) if part != "" else '""')
     return out
 
 
@@ -143,6 +160,24 @@ def _subschema_at(root, path):
     return schema
 
 
+def _show(value, limit=60):
+    """repr() of a value for a message, cut short: a mutated file may hold a megabyte in one field."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return text[:limit - 3] + "..."
+
+
+def _describe_type(err):
+    want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
+    value = err.instance
+    if isinstance(value, float) and not math.isfinite(value):
+        return "%s is not a finite number; use a %s" % (value, want)
+    if isinstance(value, float) and value.is_integer() and "integer" in want:
+        return "%r is not an integer; write %d" % (value, int(value))
+    return "must be of type %s, got %s" % (want, _show(value))
+
+
 def _describe_error(err, root):
     """A ConfigIssue for one jsonschema error, worded for a person editing YAML."""
     path = list(err.absolute_path)
@@ -154,7 +189,7 @@ def _describe_error(err, root):
         issues = []
         for key in extra:
             hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            msg = "unknown key %r" % key
+            msg = "unknown key %s" % _show(key)
             msg += " (did you mean %r?)" % hint[0] if hint else ""
             msg += "; valid keys: %s" % ", ".join(allowed) if allowed else ""
             issues.append(ConfigIssue(format_path(path + [key]), msg))
@@ -164,41 +199,72 @@ def _describe_error(err, root):
         key = missing[0] if missing else err.message
         return [ConfigIssue(format_path(path + [key]), "is required but missing")]
     if validator == "enum":
-        return [ConfigIssue(format_path(path), "%r is not allowed; use one of: %s"
-                            % (err.instance, ", ".join(str(v) for v in err.validator_value)))]
+        return [ConfigIssue(format_path(path), "%s is not allowed; use one of: %s"
+                            % (_show(err.instance), ", ".join(str(v) for v in err.validator_value)))]
     if validator == "const":
         return [ConfigIssue(format_path(path), "must be %r" % (err.validator_value,))]
     if validator == "type":
-        return [ConfigIssue(format_path(path), "must be of type %s, got %r"
-                            % (err.validator_value if isinstance(err.validator_value, str)
-                               else " or ".join(err.validator_value), err.instance))]
+        return [ConfigIssue(format_path(path), _describe_type(err))]
     if validator in ("minimum", "maximum"):
         sub = _subschema_at(root, path)
         bounds = "between %s and %s" % (sub.get("minimum", "-inf"), sub.get("maximum", "inf"))
-        return [ConfigIssue(format_path(path), "%r is out of range; must be %s" % (err.instance, bounds))]
+        return [ConfigIssue(format_path(path), "%s is out of range; must be %s" % (_show(err.instance), bounds))]
     if validator == "multipleOf":
         return [ConfigIssue(format_path(path), "%r must be a multiple of %s" % (err.instance, err.validator_value))]
+    if validator == "pattern" and "propertyNames" in err.absolute_schema_path:
+        return [ConfigIssue(format_path(path + [str(err.instance)]), "%s is not a valid name here: it must match %s"
+                            % (_show(err.instance), err.validator_value))]
     if validator == "pattern":
         sub = _subschema_at(root, path)
         hint = sub.get("description") or "it must match %s" % err.validator_value
-        return [ConfigIssue(format_path(path), "%r is not valid: %s" % (err.instance, hint))]
+        return [ConfigIssue(format_path(path), "%s is not valid: %s" % (_show(err.instance), hint))]
     if validator == "propertyNames":
-        return [ConfigIssue(format_path(path), "key %r is not a valid name (%s)"
-                            % (err.instance, err.message))]
+        return [ConfigIssue(format_path(path), "key %s is not a valid name (it must match %s)"
+                            % (_show(err.instance), err.schema.get("propertyNames", {}).get("pattern")))]
     if validator == "oneOf":
         sub = _subschema_at(root, path)
         hint = sub.get("description") or "it matches none of the allowed forms"
-        return [ConfigIssue(format_path(path), "%r is not valid: %s" % (err.instance, hint))]
+        return [ConfigIssue(format_path(path), "%s is not valid: %s" % (_show(err.instance), hint))]
     if validator in ("minItems", "minProperties"):
         return [ConfigIssue(format_path(path), "must not be empty")]
+    if validator in ("maxItems", "maxProperties"):
+        return [ConfigIssue(format_path(path), "has %d entries; at most %d are allowed"
+                            % (len(err.instance), err.validator_value))]
     if validator == "uniqueItems":
         return [ConfigIssue(format_path(path), "has duplicate entries")]
-    return [ConfigIssue(format_path(path), err.message)]
+    return [ConfigIssue(format_path(path), err.message[:200])]
+
+
+def _strict_validator_class():
+    """Draft 2020-12 where 2.0 is not an integer and nan/inf are not numbers.
+
+    JSON Schema counts 2.0 as an integer, so ``count: 2.0`` would pass and then break
+    ``range()``; YAML's .nan and .inf would pass ``number`` and break every comparison.
+    """
+    base = jsonschema.Draft202012Validator
+
+    def is_integer(_checker, instance):
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    def is_number(_checker, instance):
+        if isinstance(instance, bool):
+            return False
+        if isinstance(instance, float):
+            return math.isfinite(instance)
+        return isinstance(instance, int)
+
+    checker = base.TYPE_CHECKER.redefine_many({"integer": is_integer, "number": is_number})
+    return jsonschema.validators.extend(base, type_checker=checker)
+
+
+_VALIDATOR = []
 
 
 def schema_issues(data):
     root = load_schema()
-    validator = jsonschema.Draft202012Validator(root)
+    if not _VALIDATOR:
+        _VALIDATOR.append(_strict_validator_class()(root))
+    validator = _VALIDATOR[0]
     issues = []
     for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         issues.extend(_describe_error(err, root))
@@ -230,8 +296,15 @@ def apply_defaults(data, schema=None, root=None):
 
 # --------------------------------------------------------------------------- addresses
 
+# The most nodes a group may have (the schema's maximum of node_group.count): ranges are sized before listed.
+MAX_GROUP_SIZE = CLUSTER_SCHEMA["$defs"]["node_group"]["properties"]["count"]["maximum"]
+
+
 def parse_ip_range(text):
-    """'a.b.c.d', 'a.b.c.d-e' or 'a.b.c.d-w.x.y.z' -> list of IPv4Address (ValueError if bad)."""
+    """'a.b.c.d', 'a.b.c.d-e' or 'a.b.c.d-w.x.y.z' -> list of IPv4Address (ValueError if bad).
+
+    A range of more than MAX_GROUP_SIZE addresses is refused before it is listed.
+    """
     first, _dash, last = text.partition("-")
     start = ipaddress.IPv4Address(first.strip())
     if not last:
@@ -246,6 +319,9 @@ def parse_ip_range(text):
         end = ipaddress.IPv4Address(int(start) - int(start) % 256 + octet)
     if end < start:
         raise ValueError("range ends (%s) before it starts (%s)" % (end, start))
+    size = int(end) - int(start) + 1
+    if size > MAX_GROUP_SIZE:
+        raise ValueError("it holds %d addresses; a node group has at most %d nodes" % (size, MAX_GROUP_SIZE))
     return [ipaddress.IPv4Address(i) for i in range(int(start), int(end) + 1)]
 
 
@@ -329,20 +405,23 @@ class ClusterConfig:
 class _Checker:
     """Collects issues; each semantic check reads ``data`` defensively."""
 
-    def __init__(self, data, schema_failed):
+    def __init__(self, data, schema_issues_found):
         self.data = data
         self.issues = []
-        self.schema_failed = schema_failed
+        self.schema_failed = bool(schema_issues_found)
+        self.schema_paths = set(i.path for i in schema_issues_found)
 
     def add(self, path, message):
         if isinstance(path, (list, tuple)):
             path = format_path(path)
+        if any(path == p or path.startswith((p + ".", p + "[")) for p in self.schema_paths):
+            return  # the schema already said this value is malformed; a second word on it is noise
         self.issues.append(ConfigIssue(path, message))
 
     def run(self, check, *args):
         try:
             return check(self, *args)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError):
             # Only reachable when the schema already reported malformed input.
             if not self.schema_failed:
                 raise
@@ -368,6 +447,15 @@ def _check_version(data):
 # 1.0 is the first schema version, so there is nothing to migrate yet.
 MIGRATIONS = {}
 SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
+
+
+# Interfaces a lab network must not take over: the host's own, or another tool's.
+RESERVED_BRIDGES = {
+    "lo": "the loopback interface",
+    "virbr0": "the bridge of libvirt's own 'default' network",
+    "docker0": "Docker's bridge",
+    "podman0": "podman's bridge",
+}
 
 
 def _check_networks(chk):
@@ -396,7 +484,10 @@ def _check_networks(chk):
             gw = ipaddress.IPv4Address(gateway)
             if gw not in subnet or gw in (subnet.network_address, subnet.broadcast_address):
                 chk.add(path + ["gateway"], "%s is not a host address of %s" % (gw, subnet))
-        if net["bridge"] in bridges:
+        if net["bridge"] in RESERVED_BRIDGES:
+            chk.add(path + ["bridge"], "%r is %s; name a bridge of this lab's own (e.g. hs%s0)"
+                    % (net["bridge"], RESERVED_BRIDGES[net["bridge"]], name.split("_")[0][:8]))
+        elif net["bridge"] in bridges:
             chk.add(path + ["bridge"], "bridge %r is already used by network %r"
                     % (net["bridge"], bridges[net["bridge"]]))
         bridges[net["bridge"]] = name
@@ -443,6 +534,8 @@ def _build_nodes(chk, networks):
                 ips = []
         else:
             count = spec["count"]
+            if not (isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= MAX_GROUP_SIZE):
+                continue  # the schema reports it; never iterate a size it rejects
             names = [pattern % (i + 1) for i in range(count)]
             ips_path = list(path) + ["ip_range"]
             ips = []
@@ -495,6 +588,8 @@ def _build_nodes(chk, networks):
 
 def _check_capacity(chk, nodes):
     hv = chk.data["hypervisor"]
+    # A sum over a value the schema rejected (1e308 GiB) would only repeat that problem.
+    rejected = set(p.rsplit(".", 1)[-1] for p in chk.schema_paths if p.startswith("clusters."))
     for i, host in enumerate(hv["hosts"]):
         cap = host.get("capacity")
         if not cap:
@@ -502,17 +597,17 @@ def _check_capacity(chk, nodes):
         mine = [n for n in nodes if n.hypervisor_host == host["name"]]
         path = ["hypervisor", "hosts", i, "capacity"]
         vcpus = sum(n.cpu_cores for n in mine)
-        if "cpu_cores" in cap and vcpus > cap["cpu_cores"] * hv["cpu_overcommit"]:
+        if "cpu_cores" in cap and "cpu_cores" not in rejected and vcpus > cap["cpu_cores"] * hv["cpu_overcommit"]:
             chk.add(path + ["cpu_cores"], "the VMs on %s ask for %d vCPUs; %d cores x cpu_overcommit %s allow %d"
                     % (host["name"], vcpus, cap["cpu_cores"], hv["cpu_overcommit"],
                        int(cap["cpu_cores"] * hv["cpu_overcommit"])))
         memory = sum(n.memory_gb for n in mine)
-        if "memory_gb" in cap and memory > cap["memory_gb"] - hv["reserved_memory_gb"]:
+        if "memory_gb" in cap and "memory_gb" not in rejected and memory > cap["memory_gb"] - hv["reserved_memory_gb"]:
             chk.add(path + ["memory_gb"], "the VMs on %s need %s GiB; %s GiB minus reserved_memory_gb %s leaves %s"
                     % (host["name"], memory, cap["memory_gb"], hv["reserved_memory_gb"],
                        cap["memory_gb"] - hv["reserved_memory_gb"]))
         disk = sum(n.disk_gb for n in mine)
-        if "disk_gb" in cap and disk > cap["disk_gb"]:
+        if "disk_gb" in cap and "disk_gb" not in rejected and disk > cap["disk_gb"]:
             chk.add(path + ["disk_gb"], "the VMs on %s need up to %d GiB of disk; the host offers %d"
                     % (host["name"], disk, cap["disk_gb"]))
 
@@ -525,23 +620,118 @@ def _check_hypervisor_hosts(chk):
         seen.add(host["name"])
 
 
+SLURM_TIME_FORMS = "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED"
+_SLURM_TIME = re.compile(r"^(?:(?P<days>[0-9]+)-(?P<dh>[0-9]+)(?::(?P<dm>[0-9]+)(?::(?P<ds>[0-9]+))?)?"
+                         r"|(?P<a>[0-9]+)(?::(?P<b>[0-9]+)(?::(?P<c>[0-9]+))?)?)$")
+
+
+def slurm_time_minutes(text):
+    """A Slurm time string -> minutes, seconds rounded up as Slurm does (None: UNLIMITED).
+
+    ValueError names the field that is out of range: minutes and seconds are 0-59, and so are
+    hours (0-23) once days are given; only the leading field may be larger.
+    """
+    if text in ("UNLIMITED", "infinite", "INFINITE"):
+        return None
+    match = _SLURM_TIME.match(text or "")
+    if not match:
+        raise ValueError("not a Slurm time; use %s" % SLURM_TIME_FORMS)
+    g = match.groupdict()
+    if g["days"] is not None:
+        days, hours, minutes, seconds = (int(g[k] or 0) for k in ("days", "dh", "dm", "ds"))
+        if hours > 23:
+            raise ValueError("hours after the days must be 0-23, got %d" % hours)
+    elif g["c"] is not None:
+        days, hours, minutes, seconds = 0, int(g["a"]), int(g["b"]), int(g["c"])
+    else:
+        days, hours, minutes, seconds = 0, 0, int(g["a"]), int(g["b"] or 0)
+        if g["b"] is None:
+            return minutes
+    if g["days"] is not None or g["c"] is not None:
+        if minutes > 59:
+            raise ValueError("minutes must be 0-59, got %d" % minutes)
+    if seconds > 59:
+        raise ValueError("seconds must be 0-59, got %d" % seconds)
+    return ((days * 24 + hours) * 60 + minutes) + (1 if seconds else 0)
+
+
+def _check_slurm_time(chk, path, value):
+    if not isinstance(value, str):
+        return  # the schema reports the type
+    try:
+        slurm_time_minutes(value)
+    except ValueError as exc:
+        chk.add(path, "%s is not a valid Slurm time: %s (forms: %s)" % (_show(value), exc, SLURM_TIME_FORMS))
+
+
+def _partition_members(part, compute_nodes):
+    """Host names a partition selects: all, gpu, cpu or an explicit list."""
+    selector = part.get("nodes", "all") if isinstance(part, dict) else "all"
+    if isinstance(selector, list):
+        return [n for n in selector if n in compute_nodes]
+    return [name for name, node in compute_nodes.items()
+            if selector == "all" or (selector == "gpu") == bool(node.gpu_enabled)]
+
+
 def _check_slurm(chk, nodes):
+    base = ["clusters", "hpc", "slurm_config"]
     slurm = chk.data["clusters"]["hpc"]["slurm_config"]
+    compute = dict((n.name, n) for n in nodes if n.cluster == "hpc" and n.role == "compute")
+    group = chk.data["clusters"]["hpc"]["compute_nodes"]
+    if group.get("count") == 0:
+        chk.add(["clusters", "hpc", "compute_nodes", "count"],
+                "an HPC cluster needs at least 1 compute node (Slurm partitions cannot be empty); "
+                "leave the hpc cluster out for a cloud-only lab")
+    _check_slurm_time(chk, base + ["max_job_time"], slurm.get("max_job_time"))
     names = []
-    compute = set(n.name for n in nodes if n.cluster == "hpc" and n.role == "compute")
     for i, part in enumerate(slurm["partitions"]):
         name = part if isinstance(part, str) else part["name"]
         if name in names:
-            chk.add(["clusters", "hpc", "slurm_config", "partitions", i], "duplicate partition %r" % name)
+            chk.add(base + ["partitions", i], "duplicate partition %r" % name)
         names.append(name)
-        if isinstance(part, dict) and isinstance(part.get("nodes"), list):
-            for bad in sorted(set(part["nodes"]) - compute):
-                chk.add(["clusters", "hpc", "slurm_config", "partitions", i, "nodes"],
+        if not isinstance(part, dict):
+            continue
+        if "max_time" in part:
+            _check_slurm_time(chk, base + ["partitions", i, "max_time"], part["max_time"])
+        listed = part.get("nodes")
+        if isinstance(listed, list):
+            for bad in sorted(set(listed) - set(compute)):
+                chk.add(base + ["partitions", i, "nodes"],
                         "%r is not an HPC compute node; they are: %s" % (bad, ", ".join(sorted(compute))))
+            twice = sorted(set(n for n in listed if listed.count(n) > 1))
+            if twice:
+                chk.add(base + ["partitions", i, "nodes"], "lists %s more than once; name each node once"
+                        % ", ".join(twice))
+        elif compute and not _partition_members(part, compute):
+            wanted = "GPU-enabled" if listed == "gpu" else "without a GPU"
+            chk.add(base + ["partitions", i, "nodes"], "%r selects no node: no compute node is %s; "
+                    "use all, or set gpu_enabled on the nodes" % (listed, wanted))
     default = slurm.get("default_partition")
     if default is not None and default not in names:
-        chk.add(["clusters", "hpc", "slurm_config", "default_partition"],
+        chk.add(base + ["default_partition"],
                 "%r is not one of the partitions (%s)" % (default, ", ".join(names)))
+    qos_names = {}
+    for i, qos in enumerate(slurm.get("qos") or []):
+        if qos["name"] in qos_names:
+            chk.add(base + ["qos", i, "name"], "duplicate QoS %r (also qos[%d])" % (qos["name"], qos_names[qos["name"]]))
+        qos_names.setdefault(qos["name"], i)
+        if "max_wall" in qos:
+            _check_slurm_time(chk, base + ["qos", i, "max_wall"], qos["max_wall"])
+
+
+def _check_local_files(chk):
+    """Files cluster.yaml names on the Ansible controller, where images are built."""
+    images = chk.data.get("images")
+    for kind in CLUSTERS:
+        image = images.get(kind) if isinstance(images, dict) else None
+        path = image.get("base_image") if isinstance(image, dict) else None
+        if not isinstance(path, str) or not path.startswith(("/", "~/")):
+            continue  # absent, or the schema reports the form
+        full = os.path.expanduser(path)
+        if not os.path.isfile(full):
+            chk.add(["images", kind, "base_image"], "%s %s on this controller; give the path of an existing "
+                    "qcow2 image, or leave base_image out to build the base disk"
+                    % (path, "is not a regular file" if os.path.exists(full) else "does not exist"))
 
 
 def _check_gpu_devices(chk):
@@ -627,8 +817,60 @@ def _derived_defaults(data):
     return data
 
 
-def build_cluster_config(raw, source="cluster.yaml"):
-    """Validate a parsed cluster.yaml mapping and return a ClusterConfig (or raise ConfigError)."""
+_KIND = {bool: "a boolean", int: "a number", float: "a number", type(None): "null"}
+
+
+def _structure_issues(raw):
+    """Keys that are not text, nesting and size beyond any cluster.yaml: checked before anything walks ``raw``.
+
+    Iterative and bounded (MAX_NODES values, MAX_DEPTH levels), so a recursive or alias-multiplied
+    structure is refused instead of hanging the checks after it.
+    """
+    issues = []
+    stack = [(raw, [], 0)]
+    visited = 0
+    while stack:
+        value, path, depth = stack.pop()
+        visited += 1
+        if visited > MAX_NODES:
+            return issues + [ConfigIssue("", "the document has more than %d values (repeated aliases?); "
+                                             "a cluster.yaml has a few hundred" % MAX_NODES)]
+        if depth > MAX_DEPTH:
+            where = format_path(path[:8]) + "..."  # a cycle's path is endless: its start says where
+            return issues + [ConfigIssue(where, "nested more than %d levels deep (a recursive alias?); "
+                                                "a cluster.yaml needs about 10" % MAX_DEPTH)]
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                if isinstance(key, str):
+                    stack.append((sub, path + [key], depth + 1))
+                else:
+                    kind = _KIND.get(type(key), "a %s" % type(key).__name__)
+                    issues.append(ConfigIssue(format_path(path + [str(key)]), "the key %s is %s, not text; keys are "
+                                              "names: quote it ('%s')" % (_show(key), kind, key)))
+        elif isinstance(value, list):
+            stack.extend((sub, path + [i], depth + 1) for i, sub in enumerate(value))
+    return issues
+
+
+def _with_lines(issues, lines):
+    """Give each issue the line of its path (or of the nearest enclosing value) in the YAML file."""
+    if not lines:
+        return issues
+    by_path = dict((format_path(list(p)), n) for p, n in lines.items())
+    for issue in issues:
+        where = issue.path
+        while issue.line is None and where and where != "(top level)":
+            issue.line = by_path.get(where)
+            cut = max(where.rfind("."), where.rfind("["))
+            where = where[:cut] if cut > 0 else ""
+    return issues
+
+
+def build_cluster_config(raw, source="cluster.yaml", lines=None):
+    """Validate a parsed cluster.yaml mapping and return a ClusterConfig (or raise ConfigError).
+
+    ``lines`` (from config_yaml.load_yaml_text) maps value paths to line numbers for the messages.
+    """
     # Imported here: gpu_plan imports this module's helpers.
     from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_plan
 
@@ -637,21 +879,26 @@ def build_cluster_config(raw, source="cluster.yaml"):
         raise ConfigError(source, [ConfigIssue("", "the Python library %s is required to read cluster.yaml; "
                                                    "install it on the Ansible controller" % dep)])
     if not isinstance(raw, dict):
-        raise ConfigError(source, [ConfigIssue("", "the file must hold a mapping (version, metadata, global, "
-                                                   "clusters), not %s" % type(raw).__name__)])
+        what = "the file is empty" if raw is None else "the file holds a %s" % type(raw).__name__
+        raise ConfigError(source, [ConfigIssue("", "%s; it must hold a mapping with version, metadata, global "
+                                                   "and clusters" % what)])
+    structure = _structure_issues(raw)
+    if structure:
+        raise ConfigError(source, _with_lines(structure, lines))
     issues = []
     version_issue = _check_version(raw)
     if version_issue:
-        raise ConfigError(source, [version_issue])
+        raise ConfigError(source, _with_lines([version_issue], lines))
     issues.extend(schema_issues(raw))
     data = _derived_defaults(apply_defaults(raw))
-    chk = _Checker(data, schema_failed=bool(issues))
+    chk = _Checker(data, issues)
     chk.run(_check_hypervisor_hosts)
     networks = chk.run(_check_networks) or {}
     nodes = chk.run(_build_nodes, networks) or []
     chk.run(_check_capacity, nodes)
-    if "hpc" in data.get("clusters", {}):
+    if isinstance(data.get("clusters"), dict) and "hpc" in data["clusters"]:
         chk.run(_check_slurm, nodes)
+    chk.run(_check_local_files)
     plan = None
     if isinstance(data.get("global"), dict) and "gpu_allocation" in data["global"]:
         models = chk.run(_check_gpu_devices) or {}
@@ -670,29 +917,39 @@ def build_cluster_config(raw, source="cluster.yaml"):
                 break
     issues.extend(chk.issues)
     if issues:
-        raise ConfigError(source, issues)
+        raise ConfigError(source, _with_lines(issues, lines))
     if plan is None:
         plan = gpu_plan.empty_plan()
     return ClusterConfig(data, nodes, plan, source)
 
 
+def _problem_issue(problem):
+    """A YamlProblem as a ConfigIssue: at its value's path when known, else at its line and column."""
+    if problem.path:
+        return ConfigIssue(format_path(list(problem.path)), problem.message, problem.line)
+    return ConfigIssue(problem.where or "", problem.message, problem.line)
+
+
 def load_cluster_config(path):
     """Read and validate a cluster.yaml file; ConfigError names the file and every problem."""
     try:
-        with open(path) as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except (IOError, OSError) as exc:
-        raise ConfigError(path, [ConfigIssue("", "cannot read the file: %s" % exc.strerror)])
+        raise ConfigError(path, [ConfigIssue("", "cannot read the file: %s" % (exc.strerror or exc))])
+    try:
+        text = decode_text(data)
+    except YamlProblem as problem:
+        raise ConfigError(path, [_problem_issue(problem)])
     return parse_cluster_config(text, path)
 
 
 def parse_cluster_config(text, source="cluster.yaml"):
+    """Parse cluster.yaml text (str or UTF-8 bytes) exactly (see config_yaml) and validate it."""
     if not HAS_YAML:
         raise ConfigError(source, [ConfigIssue("", "the Python library PyYAML is required")])
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = "line %d, column %d" % (mark.line + 1, mark.column + 1) if mark else "(unknown position)"
-        raise ConfigError(source, [ConfigIssue(where, "not valid YAML: %s" % getattr(exc, "problem", exc))])
-    return build_cluster_config(raw, source)
+        raw, lines = load_yaml_text(text)
+    except YamlProblem as problem:
+        raise ConfigError(source, [_problem_issue(problem)])
+    return build_cluster_config(raw, source, lines)

@@ -71,7 +71,7 @@ report:
   returned: success
   type: str
 issues:
-  description: Every validation problem, each with C(path) and C(message).
+  description: Every validation problem, each with C(path), C(message) and, where the file gives one, C(line).
   returned: failure
   type: list
   elements: dict

@@ -232,3 +232,20 @@ def test_lab_netns_name_comes_from_the_state_file(tmp_path):
     assert inventory_model.lab_netns(config, str(tmp_path / "none")) is None  # auto, no lab running
     model = inventory_model.inventory_from_config(config, lab_state_root=str(tmp_path))
     assert "ip netns exec custom-ns nc" in model["hosts"]["hpc-compute-02"]["vars"]["ansible_ssh_common_args"]
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"version: \"1.0\"\nmetadata: {name: l\xe4b}\n", "line 2, column 19: the file is not UTF-8 text"),
+    (b"version: \"1.0\"\nversion: \"1.1\"\n", "version (line 2): duplicate key 'version': first at line 1"),
+    (b"a: " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested more than 64 levels deep"),
+])
+def test_ansible_inventory_shows_the_issue_not_an_exception(tmp_path, data, expected):
+    config = tmp_path / "bad.yml"
+    config.write_bytes(data)
+    source = tmp_path / "lab.cluster.yml"
+    source.write_text("plugin: aihow.hyperscaler.cluster\nconfig: %s\n" % config)
+    done = _ansible_inventory(["-i", str(source), "--list"])
+    output = " ".join((done.stdout + done.stderr).split())
+    assert expected in output, output
+    assert "%s is not a valid cluster configuration" % config in output
+    assert "Traceback" not in output and "RecursionError" not in output and "UnicodeDecodeError" not in output
