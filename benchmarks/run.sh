@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 python benchmarks/inventory_bench.py --nodes 1000 --gpus 64 --repeat 3
 python benchmarks/solver_bench.py --repeat 5
+python benchmarks/fuzz_config.py --cases 20000 --seed nightly
 if [ "${1:-}" = --vm ]; then
   bash benchmarks/bringup.sh 3
 fi

@@ -22,11 +22,10 @@ from itertools import product
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-COLLECTIONS = os.path.join(REPO, ".build", "collections")
-if not os.path.exists(os.path.join(COLLECTIONS, "ansible_collections", "aihow", "hyperscaler")):
-    os.makedirs(os.path.join(COLLECTIONS, "ansible_collections", "aihow"), exist_ok=True)
-    os.symlink(REPO, os.path.join(COLLECTIONS, "ansible_collections", "aihow", "hyperscaler"))
-sys.path.insert(0, COLLECTIONS)
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import _collection_import  # noqa: E402  the scripts' one way to import the checkout as the collection
+
+_collection_import.enable()
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import config_model, mig_placement  # noqa: E402
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu_catalog import GPU_MODELS  # noqa: E402
