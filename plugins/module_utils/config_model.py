@@ -75,6 +75,9 @@ class ConfigIssue:
         return out
 
 
+MAX_REPORTED_ISSUES = 100
+
+
 class ConfigError(Exception):
     """cluster.yaml is invalid; ``issues`` lists every problem found."""
 
@@ -86,6 +89,11 @@ class ConfigError(Exception):
             if (issue.path, issue.message) not in seen:
                 seen.add((issue.path, issue.message))
                 self.issues.append(issue)
+        if len(self.issues) > MAX_REPORTED_ISSUES:
+            # A file mangled throughout would otherwise bury the first problems under thousands.
+            more = len(self.issues) - MAX_REPORTED_ISSUES
+            self.issues = self.issues[:MAX_REPORTED_ISSUES] + [ConfigIssue("", "and %d more problems not listed; "
+                                                                               "fix these first" % more)]
         lines = ["%s is not a valid cluster configuration (%d problem%s):" % (
             source, len(self.issues), "" if len(self.issues) == 1 else "s")]
         lines.extend("  - %s" % issue for issue in self.issues)
@@ -149,6 +157,11 @@ def _subschema_at(root, path):
     """The (resolved) schema that governs the value at ``path``, best effort."""
     schema = _resolve(root, root)
     for part in path:
+        if "oneOf" in schema and "properties" not in schema and "items" not in schema:
+            # The form that can hold this part (a partition's map form holds its nodes).
+            forms = [_resolve(f, root) for f in schema["oneOf"]]
+            schema = next((f for f in forms if part in f.get("properties", {}) or
+                           (isinstance(part, int) and "items" in f)), {})
         if isinstance(part, int):
             schema = _resolve(schema.get("items", {}), root)
         elif part in schema.get("properties", {}):
@@ -222,6 +235,12 @@ def _describe_error(err, root):
         return [ConfigIssue(format_path(path), "key %s is not a valid name (it must match %s)"
                             % (_show(err.instance), err.schema.get("propertyNames", {}).get("pattern")))]
     if validator == "oneOf":
+        # A value of a form's type that fails inside that form (a partition map with a bad key, a node
+        # list too long) is told what failed there; a value of no form's type gets the field's description.
+        inside = [e for e in err.context
+                  if e.validator not in ("type", "enum", "const") or len(e.absolute_path) > len(err.absolute_path)]
+        if inside:
+            return _describe_error(jsonschema.exceptions.best_match(inside), root)
         sub = _subschema_at(root, path)
         hint = sub.get("description") or "it matches none of the allowed forms"
         return [ConfigIssue(format_path(path), "%s is not valid: %s" % (_show(err.instance), hint))]
@@ -260,15 +279,26 @@ def _strict_validator_class():
 _VALIDATOR = []
 
 
+# Schema keywords whose failure means a list or map is larger than any check should walk.
+SIZE_KEYWORDS = ("maxItems", "maxProperties")
+
+
 def schema_issues(data):
+    """(issues, oversized): every schema problem, and whether one was a size limit (maxItems/maxProperties)."""
     root = load_schema()
     if not _VALIDATOR:
         _VALIDATOR.append(_strict_validator_class()(root))
     validator = _VALIDATOR[0]
     issues = []
+    oversized = False
     for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
         issues.extend(_describe_error(err, root))
-    return issues
+        oversized = oversized or _is_size_error(err)
+    return issues, oversized
+
+
+def _is_size_error(err):
+    return err.validator in SIZE_KEYWORDS or any(_is_size_error(sub) for sub in err.context)
 
 
 def apply_defaults(data, schema=None, root=None):
@@ -514,6 +544,7 @@ def _build_nodes(chk, networks):
     data = chk.data
     nodes = []
     hosts = [h["name"] for h in data["hypervisor"]["hosts"]]
+    known_hosts = set(hosts)
     used_ips = {}
     for cluster, role, path, pattern, single in NODE_GROUPS:
         spec = _get(data, path)
@@ -572,7 +603,7 @@ def _build_nodes(chk, networks):
             merged = dict(spec)
             merged.update(overrides.get(name, {}))
             host = merged.get("hypervisor_host") or hosts[0]
-            if host not in hosts:
+            if host not in known_hosts:
                 where = list(path) + (["overrides", name] if "hypervisor_host" in overrides.get(name, {}) else [])
                 chk.add(where + ["hypervisor_host"], "%r is not a hypervisor host; known: %s"
                         % (host, ", ".join(hosts)))
@@ -698,7 +729,8 @@ def _check_slurm(chk, nodes):
             for bad in sorted(set(listed) - set(compute)):
                 chk.add(base + ["partitions", i, "nodes"],
                         "%r is not an HPC compute node; they are: %s" % (bad, ", ".join(sorted(compute))))
-            twice = sorted(set(n for n in listed if listed.count(n) > 1))
+            seen = set()
+            twice = sorted(set(n for n in listed if n in seen or seen.add(n)))
             if twice:
                 chk.add(base + ["partitions", i, "nodes"], "lists %s more than once; name each node once"
                         % ", ".join(twice))
@@ -889,7 +921,11 @@ def build_cluster_config(raw, source="cluster.yaml", lines=None):
     version_issue = _check_version(raw)
     if version_issue:
         raise ConfigError(source, _with_lines([version_issue], lines))
-    issues.extend(schema_issues(raw))
+    found, oversized = schema_issues(raw)
+    issues.extend(found)
+    if oversized:
+        # The semantic checks scale with the sizes the schema just refused: report the schema's findings only.
+        raise ConfigError(source, _with_lines(issues, lines))
     data = _derived_defaults(apply_defaults(raw))
     chk = _Checker(data, issues)
     chk.run(_check_hypervisor_hosts)

@@ -28,10 +28,11 @@ try:
 except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
-# A cluster.yaml is a few KiB and about ten levels deep; these bounds leave room for any real one.
-MAX_BYTES = 4 * 1024 * 1024
+# A cluster.yaml is a few KiB (production.yml: 3 KiB) and about ten levels deep; these bounds leave room
+# for any real one and keep the pure-Python parse of the largest file allowed under a second.
+MAX_BYTES = 256 * 1024
 MAX_DEPTH = 64
-MAX_NODES = 200000
+MAX_NODES = 50000
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 STR_TAG = "tag:yaml.org,2002:str"

@@ -185,7 +185,7 @@ def cases(seed, count):
 
 # A whole-document problem has no field to name; every other rejection must name its path.
 WHOLE_DOCUMENT = re.compile(r"the file is empty|the file holds a|more than \d+ values|thousands of digits|"
-                            r"not valid YAML|not UTF-8|nested more than|refers to itself|is \d+ bytes")
+                            r"not valid YAML|not UTF-8|nested more than|refers to itself|is \d+ bytes|more problems not listed")
 POSITION = re.compile(r"^line \d+, column \d+$")
 
 
