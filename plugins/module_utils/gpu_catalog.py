@@ -53,8 +53,13 @@ CiProfile = namedtuple("CiProfile", ["compute_slices", "nvml_index", "max_count"
 
 class GpuModel(namedtuple("GpuModel", [
         "key", "name", "family", "memory_gb", "variant", "architecture", "pci_device_ids",
-        "total_memory_mb", "memory_slices", "mig_profiles", "slurm_type", "aliases"])):
-    """One GPU model. ``mig_profiles`` is empty for GPUs without MIG."""
+        "total_memory_mb", "memory_slices", "mig_profiles", "slurm_type", "aliases", "device_names"])):
+    """One GPU model. ``mig_profiles`` is empty for GPUs without MIG.
+
+    ``device_names`` maps a PCI device id to the driver's name for it where that differs from
+    ``name``: variants with the same MIG geometry share one model (an H200 NVL is an H200 here)
+    but keep their own id and name.
+    """
 
     __slots__ = ()
 
@@ -145,9 +150,10 @@ _A30_PROFILES = (
 
 
 def _model(key, name, family, memory_gb, arch, ids, total_mb, slices, profiles, slurm_type,
-           variant=None, aliases=()):
+           variant=None, aliases=(), device_names=None):
     return GpuModel(key, name, family, memory_gb, variant, arch, tuple(i.lower() for i in ids),
-                    total_mb, slices, profiles, slurm_type, tuple(aliases))
+                    total_mb, slices, profiles, slurm_type, tuple(aliases),
+                    dict((k.lower(), v) for k, v in (device_names or {}).items()))
 
 
 GPU_MODELS = (
@@ -167,10 +173,19 @@ GPU_MODELS = (
            _eight_slice_profiles(("1g.12gb", "1g.24gb", "2g.24gb", "3g.47gb", "4g.47gb", "7g.94gb"),
                                  (11776, 23808, 47872, 95232), _HOPPER_SMS, _HOPPER_CES), "h100nvl",
            variant="nvl"),
+    # H200 SXM (0x2335) and H200 NVL (0x233b): same profiles and 143771 MiB (mig-parted lists both
+    # ids under one entry; real nvidia-smi of an H200 NVL shows 143771MiB).
     _model("H200-141GB", "NVIDIA H200", "h200", 141, "hopper", ("0x2335", "0x233b"), 143771, 8,
            _eight_slice_profiles(("1g.18gb", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb"),
                                  (16384, 32768, 71424, 139776), _HOPPER_SMS, _HOPPER_CES), "h200",
-           aliases=("h200 nvl",)),
+           aliases=("h200 nvl",), device_names={"0x233b": "NVIDIA H200 NVL"}),
+    # GH200 with 96 GB HBM3 ("480GB"/"120GB" is the Grace CPU's LPDDR5X): the MIG user guide's
+    # "H100 96GB (H100 on GH200)" profile table; ids, memory and SMs from real -lgip output of a
+    # GH200 480GB (97871 MiB); PCI id 0x2342 from mig-parted's config (GH200 filter) and lspci.
+    _model("GH200-96GB", "NVIDIA GH200 480GB", "gh200", 96, "hopper", ("0x2342",), 97871, 8,
+           _eight_slice_profiles(("1g.12gb", "1g.24gb", "2g.24gb", "3g.48gb", "4g.48gb", "7g.96gb"),
+                                 (11264, 23552, 47616, 95232), _HOPPER_SMS, _HOPPER_CES), "gh200",
+           aliases=("gh200 120gb", "gh200 96gb")),
     _model("B200", "NVIDIA B200", "b200", 180, "blackwell", ("0x2901",), 183359, 8,
            _eight_slice_profiles(("1g.23gb", "1g.45gb", "2g.45gb", "3g.90gb", "4g.90gb", "7g.180gb"),
                                  (22528, 45056, 90624, 180736), _B200_SMS, _HOPPER_CES), "b200"),
@@ -214,11 +229,23 @@ def _normalise(name):
 
 
 def _pci_device_id(text):
-    """Device id from '0x20B2', '10de:20b2', '20b2' or mig-parted's '0x20B210DE'."""
+    """Device id from '0x20B2', '10de:20b2', '20b2' or mig-parted's '0x20B210DE' (else None)."""
     t = text.strip().lower()
     m = re.match(r"^(?:0x)?([0-9a-f]{4})10de$", t) or re.match(r"^(?:0x)?10de:([0-9a-f]{4})$", t) \
-        or re.match(r"^0x([0-9a-f]{4})$", t)
+        or re.match(r"^(?:0x)?([0-9a-f]{4})$", t)
     return "0x" + m.group(1) if m else None
+
+
+def _bare_hex(text):
+    """A bare 4-digit hex word ('20b2'): also a possible model name ('B200'), so only a hint."""
+    return re.match(r"^[0-9a-f]{4}$", text.strip().lower()) is not None
+
+
+def _model_by_id(dev_id):
+    for model in GPU_MODELS:
+        if dev_id in model.pci_device_ids:
+            return model
+    return None
 
 
 def resolve_model(name_or_id):
@@ -228,13 +255,17 @@ def resolve_model(name_or_id):
     "10de:20b2", "0x20B210DE". Raises UnknownGpuModel (with candidates when ambiguous).
     """
     if not isinstance(name_or_id, str) or not name_or_id.strip():
-        raise UnknownGpuModel("GPU model must be a non-empty string")
+        raise UnknownGpuModel("GPU model must be a non-empty string, not %r; known models: %s"
+                              % (name_or_id, known_models_text()))
     dev_id = _pci_device_id(name_or_id)
     if dev_id:
-        for model in GPU_MODELS:
-            if dev_id in model.pci_device_ids:
-                return model
-        raise UnknownGpuModel("no GPU model in the catalog has PCI device id %s" % dev_id)
+        model = _model_by_id(dev_id)
+        if model is not None:
+            return model
+        if not _bare_hex(name_or_id):
+            raise UnknownGpuModel("no GPU model in the catalog has PCI device id %s; known ids: %s"
+                                  % (dev_id, known_ids_text()))
+        # '20b2' is an id, but 'b200' is a name: an unknown bare hex word goes on as a name.
 
     tokens = _normalise(name_or_id)
     joined = " ".join(tokens)
@@ -258,10 +289,38 @@ def resolve_model(name_or_id):
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise UnknownGpuModel("unknown GPU model %r; known models: %s"
-                              % (name_or_id, ", ".join(m.name for m in GPU_MODELS)))
+        raise UnknownGpuModel("unknown GPU model %r; known models: %s" % (name_or_id, known_models_text()))
     raise UnknownGpuModel("GPU model %r is ambiguous: it could be %s; add the memory size"
                           % (name_or_id, " or ".join(m.name for m in candidates)), candidates)
+
+
+def known_models_text():
+    return ", ".join(m.name for m in GPU_MODELS)
+
+
+def known_ids_text():
+    return ", ".join("%s (%s)" % (i, m.device_names.get(i, m.name)) for m in GPU_MODELS for i in m.pci_device_ids)
+
+
+def device_id_for(name_or_id, model):
+    """The PCI device id a name or id denotes within ``model`` (its variant's id), else the first one.
+
+    '0x233b' and 'NVIDIA H200 NVL' give 0x233b; 'NVIDIA H200' and the key 'H200-141GB' give 0x2335.
+    """
+    text = str(name_or_id)
+    dev_id = _pci_device_id(text)
+    if dev_id in model.pci_device_ids:
+        return dev_id
+    joined = " ".join(_normalise(text))
+    for dev, name in sorted(model.device_names.items()):
+        if joined == " ".join(_normalise(name)):
+            return dev
+    return model.pci_device_ids[0]
+
+
+def device_name(model, device_id):
+    """The driver's name for a device id of ``model`` (the model's name unless the variant has its own)."""
+    return model.device_names.get(device_id, model.name)
 
 
 def models_with_profile(profile_name):

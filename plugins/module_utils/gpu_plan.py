@@ -162,6 +162,38 @@ def _aggregate_reason(pool, items):
     return None
 
 
+def _pool_reason(pool, items):
+    """The exact reason an assignment failed, where one rule shows it; None for a combinatorial dead end.
+
+    After _aggregate_reason (compute slices): a profile wanted more often than the GPUs offering it
+    allow in total, then more memory slices than the GPUs have. On one GPU these three rules are the
+    whole story for every catalog geometry (checked exhaustively), so what is left is a split across GPUs.
+    """
+    wanted = Counter(profile for _cluster, profile in items if profile is not _GENERIC)
+    for profile, count in sorted(wanted.items()):
+        offering = [gpu for pos, gpu in enumerate(pool.devices) if pool.resolve(pos, profile)]
+        allowed = sum(gpu.model.profile(profile).max_count for gpu in offering)
+        if count > allowed:
+            limit = mig_placement.max_count_text(offering[0].model, offering[0].model.profile(profile))
+            if len(offering) == 1:
+                return "%s; %d wanted on the one GPU left for slicing that offers it (%s)." % (
+                    limit, count, offering[0].dev["id"])
+            return "%s; %d wanted, and the %d GPUs left for slicing that offer it (%s) allow %d in all." % (
+                limit, count, len(offering), ", ".join(g.dev["id"] for g in offering), allowed)
+    demand = 0
+    for _cluster, profile in items:
+        sizes = [gpu.model.profile(pool.resolve(pos, profile)).size
+                 for pos, gpu in enumerate(pool.devices) if pool.resolve(pos, profile)]
+        demand += min(sizes) if sizes else 0
+    supply = sum(gpu.model.memory_slices for gpu in pool.devices)
+    if demand > supply:
+        generic = sum(1 for _cluster, profile in items if profile is _GENERIC)
+        shown = ", ".join(["%d x %s" % (n, p) for p, n in sorted(wanted.items())] +
+                          (["%d slice%s" % (generic, "" if generic == 1 else "s")] if generic else []))
+        return "The instances (%s) need %d memory slices; those GPUs have %d." % (shown, demand, supply)
+    return None
+
+
 def _describe_request(alloc):
     parts = []
     for cluster in CLUSTERS:
@@ -229,16 +261,17 @@ def build_plan(chk, models, nodes):
                     "slicing%s" % (_describe_request(alloc),
                                    " (%d are given whole)" % len(taken) if taken else ""))
             return None
-        try:
-            chosen = pool.assign(items)
-        except mig_placement.PlacementError as exc:
-            chosen = None
-            reason = str(exc)
-        else:
-            reason = None
+        # The counting rules first: they refuse an impossible request (400 slices) at once, where the
+        # search would spend its whole step budget proving it.
+        reason = _aggregate_reason(pool, items) or _pool_reason(pool, items)
+        chosen = None
+        if reason is None:
+            try:
+                chosen = pool.assign(items)
+            except mig_placement.PlacementError as exc:
+                reason = str(exc)
         if chosen is None:
             capacity = ", ".join("%s (%s)" % (gpu.dev["id"], gpu.model.name) for gpu in pool.devices)
-            reason = reason or _aggregate_reason(pool, items)
             chk.add(base + ["mig_slices"], "the MIG request (%s) does not fit on the GPUs left for slicing: %s. "
                     "%s" % (_describe_request(alloc), capacity,
                             reason or "No assignment to GPUs satisfies the MIG placement rules "

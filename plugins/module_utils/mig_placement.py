@@ -42,8 +42,7 @@ def _profiles_for(model, wanted):
         if count < 0:
             raise PlacementError("count of %s must not be negative" % name)
         if count > prof.max_count:
-            raise PlacementError("%s allows at most %d x %s per GPU, %d wanted"
-                                 % (model.name, prof.max_count, name, count))
+            raise PlacementError("%s, %d wanted" % (max_count_text(model, prof), count))
         profiles.extend([prof] * count)
     # Most constrained first: large instances have the fewest starts.
     profiles.sort(key=lambda p: (-p.size, len(p.starts), p.name))
@@ -78,17 +77,49 @@ def _search(model, profiles, occupied):
     return go(0, occupied, -1)
 
 
+def times_text(n):
+    return "once" if n == 1 else "twice" if n == 2 else "at most %d times" % n
+
+
+def max_count_text(model, prof):
+    """'1g.5gb+me can be used once per GPU (NVIDIA A100 40GB)': the per-GPU maximum, in words."""
+    return "%s can be used %s per GPU (%s)" % (prof.name, times_text(prof.max_count), model.name)
+
+
+def _demand_text(profiles, attr):
+    """'4 x 1g.10gb: 2 each, 1g.5gb: 1' -- what each wanted profile contributes to a slice total."""
+    counts = Counter(p.name for p in profiles)
+    by_name = dict((p.name, p) for p in profiles)
+    parts = []
+    for name in sorted(counts, key=lambda n: (-getattr(by_name[n], attr), n)):
+        per = getattr(by_name[name], attr)
+        parts.append("%s: %d" % (name, per) if counts[name] == 1 else "%d x %s: %d each" % (counts[name], name, per))
+    return ", ".join(parts)
+
+
 def _explain(model, profiles):
+    """The first rule the wanted multiset breaks, with the numbers (the counts were checked before)."""
     slices = sum(p.size for p in profiles)
     compute = sum(p.compute_slices for p in profiles)
     max_compute = max(p.compute_slices for p in model.mig_profiles)
     if compute > max_compute:
-        return "needs %d compute slices, %s has %d" % (compute, model.name, max_compute)
+        return "needs %d compute slices (%s), %s has %d" % (
+            compute, _demand_text(profiles, "compute_slices"), model.name, max_compute)
     if slices > model.memory_slices:
-        return "needs %d memory slices, %s has %d" % (slices, model.name, model.memory_slices)
+        return "needs %d memory slices (%s), %s has %d" % (
+            slices, _demand_text(profiles, "size"), model.name, model.memory_slices)
     return ("the sizes add up but no arrangement fits the placement rules (%s)"
             % "; ".join("%s starts at %s" % (p.name, "/".join(str(s) for s in p.starts))
                         for p in sorted(set(profiles), key=lambda p: p.name)))
+
+
+def why_not(model, wanted):
+    """None when ``wanted`` fits on one empty GPU of ``model``, else the solver's reason (a sentence)."""
+    try:
+        solve(model, wanted)
+        return None
+    except PlacementError as exc:
+        return str(exc)
 
 
 def solve(model, wanted, current=()):

@@ -13,6 +13,10 @@ from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_catal
     ("NVIDIA A10", "A10"), ("Tesla T4", "T4"), ("Tesla V100-SXM2-32GB", "V100-32GB"),
     # PCI device ids in the forms lspci, sysfs and mig-parted use
     ("0x20B2", "A100-80GB"), ("10de:2330", "H100-80GB"), ("0x233010DE", "H100-80GB"), ("0x20B710DE", "A30"),
+    # the bare form _pci_device_id's docstring promises, and names that look like hex stay names
+    ("20b2", "A100-80GB"), ("20B7", "A30"), ("B200", "B200"), ("b200", "B200"),
+    ("NVIDIA GH200 480GB", "GH200-96GB"), ("NVIDIA GH200 120GB", "GH200-96GB"), ("GH200", "GH200-96GB"),
+    ("0x2342", "GH200-96GB"), ("0x234210DE", "GH200-96GB"), ("0x233B10DE", "H200-141GB"),
 ])
 def test_resolve_model_names_and_ids(name, key):
     assert cat.resolve_model(name).key == key
@@ -25,7 +29,7 @@ def test_ambiguous_name_lists_candidates():
     assert "add the memory size" in str(exc.value)
 
 
-@pytest.mark.parametrize("name", ["GH200", "NVIDIA A100 96GB", "0x9999", "", "Radeon MI300X"])
+@pytest.mark.parametrize("name", ["GH200 144GB", "NVIDIA A100 96GB", "0x9999", "9999", "", "Radeon MI300X"])
 def test_unknown_models_are_refused(name):
     with pytest.raises(cat.UnknownGpuModel):
         cat.resolve_model(name)
@@ -43,6 +47,8 @@ EIGHT_SLICE_NAMES = {
     "H100-94GB-NVL": ["1g.12gb", "1g.12gb+me", "1g.24gb", "2g.24gb", "3g.47gb", "4g.47gb", "7g.94gb"],
     "H200-141GB": ["1g.18gb", "1g.18gb+me", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb"],
     "B200": ["1g.23gb", "1g.23gb+me", "1g.45gb", "2g.45gb", "3g.90gb", "4g.90gb", "7g.180gb"],
+    # MIG user guide, "H100 96GB product (H100 on GH200)"
+    "GH200-96GB": ["1g.12gb", "1g.12gb+me", "1g.24gb", "2g.24gb", "3g.48gb", "4g.48gb", "7g.96gb"],
 }
 
 
@@ -118,3 +124,39 @@ def test_non_mig_gpus_have_no_profiles_and_models_with_profile():
     assert not cat.MODELS_BY_KEY["L40S"].mig_capable
     assert [m.key for m in cat.models_with_profile("1g.5gb")] == ["A100-40GB"]
     assert {m.key for m in cat.models_with_profile("1g.10gb")} == {"A100-40GB", "A100-80GB", "H100-80GB"}
+
+
+def test_unknown_ids_and_names_list_what_is_known():
+    with pytest.raises(cat.UnknownGpuModel) as exc:
+        cat.resolve_model("0x9999")
+    assert "no GPU model in the catalog has PCI device id 0x9999" in str(exc.value)
+    assert "0x2342 (NVIDIA GH200 480GB)" in str(exc.value) and "0x233b (NVIDIA H200 NVL)" in str(exc.value)
+    with pytest.raises(cat.UnknownGpuModel) as exc:
+        cat.resolve_model("9999")  # a bare hex word that is no id falls through to names, and fails there
+    assert "unknown GPU model '9999'; known models: NVIDIA A100 40GB" in str(exc.value)
+    with pytest.raises(cat.UnknownGpuModel) as exc:
+        cat.resolve_model(None)
+    assert "known models:" in str(exc.value)
+
+
+def test_gh200_values_are_the_real_lgip_values():
+    model = cat.MODELS_BY_KEY["GH200-96GB"]
+    order = ["1g.12gb", "1g.12gb+me", "1g.24gb", "2g.24gb", "3g.48gb", "4g.48gb", "7g.96gb"]
+    # nvidia-smi mig -lgip on a GH200 480GB (driver 570): ids, GiB, SMs, copy engines
+    assert [model.profile(n).profile_id for n in order] == [19, 20, 15, 14, 9, 5, 0]
+    assert [round(model.profile(n).memory_mb / 1024.0, 2) for n in order] == [11.0, 11.0, 23.0, 23.0, 46.5, 46.5, 93.0]
+    assert [model.profile(n).multiprocessors for n in order] == [16, 16, 26, 32, 60, 64, 132]
+    assert [model.profile(n).copy_engines for n in order] == [1, 1, 1, 2, 3, 4, 8]
+    assert (model.total_memory_mb, model.pci_device_ids, model.architecture) == (97871, ("0x2342",), "hopper")
+
+
+@pytest.mark.parametrize("text,dev_id,name", [
+    ("NVIDIA H200 NVL", "0x233b", "NVIDIA H200 NVL"), ("H200 NVL", "0x233b", "NVIDIA H200 NVL"),
+    ("0x233B", "0x233b", "NVIDIA H200 NVL"), ("NVIDIA H200", "0x2335", "NVIDIA H200"),
+    ("H200-141GB", "0x2335", "NVIDIA H200"), ("10de:2335", "0x2335", "NVIDIA H200"),
+])
+def test_variants_keep_their_own_pci_id_and_name(text, dev_id, name):
+    model = cat.resolve_model(text) if text != "H200-141GB" else cat.MODELS_BY_KEY[text]
+    assert model.key == "H200-141GB"
+    assert cat.device_id_for(text, model) == dev_id
+    assert cat.device_name(model, dev_id) == name

@@ -2,6 +2,8 @@
 import copy
 import itertools
 
+import pytest
+
 from helpers import assert_issue, issues_of, load_yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -219,3 +221,24 @@ def test_plan_search_agrees_with_brute_force(case):
     found = issues_of(raw)
     expected = brute_force_feasible(models, request)
     assert (found == []) == expected, (models, request, found)
+
+
+# ---------------------------------------------------------------- the solver's reason in the message (issue #10)
+A100_40 = "NVIDIA A100 40GB"
+
+
+@pytest.mark.parametrize("devices,request_,needles", [
+    ([A100_40], {"1g.10gb": 4, "1g.5gb": 1},
+     ["The instances (4 x 1g.10gb, 1 x 1g.5gb) need 9 memory slices; those GPUs have 8."]),
+    ([A100_40], {"1g.5gb+me": 2},
+     ["1g.5gb+me can be used once per GPU (NVIDIA A100 40GB); 2 wanted on the one GPU left for slicing"]),
+    ([A100_40, A100_40], {"1g.5gb+me": 3},
+     ["1g.5gb+me can be used once per GPU", "the 2 GPUs left for slicing that offer it (GPU-0, GPU-1) allow 2"]),
+    ([A100_40, A100_40], {"1g.10gb": 8, "1g.5gb": 1},
+     ["The instances (8 x 1g.10gb, 1 x 1g.5gb) need 17 memory slices; those GPUs have 16."]),
+])
+def test_infeasible_requests_say_the_exact_reason(devices, request_, needles):
+    raw = gpu_config([dev(i, m) for i, m in enumerate(devices)], mig_slices={"hpc": request_},
+                     hpc_gpu_nodes=sum(request_.values()))
+    found = assert_issue(raw, "global.gpu_allocation.mig_slices", "does not fit", *needles)
+    assert "No assignment to GPUs" not in found[0][1]

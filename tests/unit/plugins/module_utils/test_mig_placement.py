@@ -2,6 +2,7 @@
 from collections import Counter
 from itertools import product
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import mig_placement
@@ -167,3 +168,23 @@ def test_unknown_profile_and_non_mig_errors():
         assert "does not support MIG" in str(exc)
     else:
         raise AssertionError("non-MIG GPU accepted")
+
+
+@pytest.mark.parametrize("key,wanted,reason", [
+    ("A100-40GB", {"1g.10gb": 4, "1g.5gb": 1},
+     "NVIDIA A100 40GB cannot hold 4 x 1g.10gb, 1 x 1g.5gb: needs 9 memory slices (4 x 1g.10gb: 2 each, "
+     "1g.5gb: 1), NVIDIA A100 40GB has 8"),
+    ("A100-40GB", {"1g.5gb+me": 2}, "1g.5gb+me can be used once per GPU (NVIDIA A100 40GB), 2 wanted"),
+    ("A100-80GB", {"1g.20gb": 5}, "1g.20gb can be used at most 4 times per GPU (NVIDIA A100 80GB), 5 wanted"),
+    ("A30", {"2g.12gb": 3}, "2g.12gb can be used twice per GPU (NVIDIA A30), 3 wanted"),
+    ("A100-80GB", {"4g.40gb": 1, "1g.10gb": 4},
+     "needs 8 compute slices (4g.40gb: 4, 4 x 1g.10gb: 1 each), NVIDIA A100 80GB has 7"),
+    ("A100-80GB", {"3g.40gb": 1, "1g.10gb": 4}, None),
+])
+def test_why_not_gives_the_exact_reason(key, wanted, reason):
+    model = [m for m in MIG_MODELS if m.key == key][0]
+    got = mig_placement.why_not(model, wanted)
+    if reason is None:
+        assert got is None
+    else:
+        assert reason in got
