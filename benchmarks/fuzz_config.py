@@ -31,7 +31,7 @@ import config_fuzz  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--cases", type=int, default=20000)
     parser.add_argument("--seed", default="nightly")
     args = parser.parse_args()

@@ -28,6 +28,8 @@ try:
 except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import utf8_error_position
+
 # A cluster.yaml is a few KiB (production.yml: 3 KiB) and about ten levels deep; these bounds leave room
 # for any real one and keep the pure-Python parse of the largest file allowed under a second.
 MAX_BYTES = 256 * 1024
@@ -98,14 +100,14 @@ def decode_text(data):
     if len(data) > MAX_BYTES:
         raise YamlProblem("the file is %d bytes; a cluster.yaml is a few KiB (at most %d bytes are read)"
                           % (len(data), MAX_BYTES))
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte order mark: allowed, and not part of the text
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = data[:exc.start]
-        line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        line, column, byte = utf8_error_position(data, exc)
         raise YamlProblem("the file is not UTF-8 text: byte 0x%02x cannot be decoded (save the file as UTF-8)"
-                          % data[exc.start], line, column)
+                          % byte, line, column)
 
 
 def _scalar_key(node):

@@ -13,11 +13,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_catalog
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import HyperscalerError
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import (
-    MIG_ENABLE, NotSupported, NvmlError, normalize_bus_id)
+    MIG_ENABLE, BackendInputError, NotSupported, NvmlError, normalize_bus_id)
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.sysfs_read import link_basename as _link_base
 
 PCI_DEVICES = "sys/bus/pci/devices"
@@ -40,13 +42,29 @@ def _int(text):
         return None
 
 
+def check_sysfs_root(sysfs_root):
+    """HyperscalerError unless ``sysfs_root`` is a directory: a typo must not look like "no GPUs"."""
+    if not os.path.exists(sysfs_root):
+        raise HyperscalerError("sysfs_root: %s does not exist; give the directory that holds sys/bus/pci/devices "
+                               "(/ on a real host, the simulated tree's root otherwise)" % sysfs_root)
+    if not os.path.isdir(sysfs_root):
+        raise HyperscalerError("sysfs_root: %s is not a directory; give the directory that holds "
+                               "sys/bus/pci/devices (/ on a real host)" % sysfs_root)
+
+
 def sysfs_gpus(sysfs_root="/"):
-    """{bdf: facts} for NVIDIA display/3D PCI functions that are physical functions."""
+    """{bdf: facts} for NVIDIA display/3D PCI functions that are physical functions.
+
+    A root without sys/bus/pci/devices has no PCI devices (an empty tree); one that cannot be read
+    is an error, since an answer of "no GPUs" would be wrong.
+    """
     base = os.path.join(sysfs_root, PCI_DEVICES)
     try:
         names = sorted(os.listdir(base))
-    except OSError:
-        return {}
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return {}
+        raise HyperscalerError("sysfs_root: cannot list %s: %s" % (base, exc.strerror or exc))
     out = {}
     for name in names:
         bdf = normalize_bus_id(name)
@@ -109,10 +127,13 @@ def nvml_gpus(backend):
 
 def discover(backend=None, sysfs_root="/", id_prefix="GPU-"):
     """Returns {'devices': [...], 'nvml_available': bool, 'nvml_error': str|None}."""
+    check_sysfs_root(sysfs_root)
     nvml, nvml_error = {}, None
     if backend is not None:
         try:
             nvml = nvml_gpus(backend)
+        except BackendInputError:
+            raise  # the simulator's own input is broken: a user error, not "no NVML here"
         except NvmlError as exc:
             nvml_error = exc.msg
     sysfs = sysfs_gpus(sysfs_root)

@@ -13,12 +13,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import io
 import os
 import re
 import socket
 import subprocess
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_converge
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import first_file_ancestor
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import HyperscalerError
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.sysfs_read import listdir_sorted as _listdir
 
 VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
@@ -33,11 +36,57 @@ _IOMMU_LOG = re.compile(r"(DMAR: IOMMU enabled|DMAR: Intel\(R\) Virtualization T
 
 
 def _read(path, default=None):
+    # Kernel logs and hand-written modprobe files may hold any bytes: decode leniently, never fail.
     try:
-        with open(path) as handle:
+        with io.open(path, encoding="utf-8", errors="replace") as handle:
             return handle.read()
     except (IOError, OSError):
         return default
+
+
+def check_paths(proc_root="/proc", sys_root="/sys", modprobe_dir="/etc/modprobe.d", dmesg_path=None,
+                pool_path="/var/lib/libvirt/images"):
+    """HyperscalerError naming the option when a path cannot be what it stands for.
+
+    A wrong root would otherwise read as facts (0 MB of memory, no IOMMU), which is worse than failing.
+    A missing modprobe_dir or /dev/kvm is a fact about the host, not an error.
+    """
+    for option, path in (("proc_root", proc_root), ("sys_root", sys_root)):
+        if not os.path.isdir(path):
+            raise HyperscalerError("%s: %s %s; give the directory the kernel's %s is mounted at (or a fake tree)"
+                                   % (option, path, "is not a directory" if os.path.exists(path) else "does not exist",
+                                      "/proc" if option == "proc_root" else "/sys"))
+    if os.path.exists(modprobe_dir) and not os.path.isdir(modprobe_dir):
+        raise HyperscalerError("modprobe_dir: %s is not a directory (modprobe reads *.conf files from a directory "
+                               "such as /etc/modprobe.d)" % modprobe_dir)
+    if dmesg_path:
+        if not os.path.exists(dmesg_path):
+            raise HyperscalerError("dmesg_path: %s does not exist; give a file holding the kernel log, or leave "
+                                   "dmesg_path out to run dmesg" % dmesg_path)
+        if os.path.isdir(dmesg_path):
+            raise HyperscalerError("dmesg_path: %s is a directory; give a file holding the kernel log" % dmesg_path)
+        if not os.access(dmesg_path, os.R_OK):
+            raise HyperscalerError("dmesg_path: %s cannot be read: permission denied" % dmesg_path)
+    if os.path.exists(pool_path) and not os.path.isdir(pool_path):
+        raise HyperscalerError("pool_path: %s is a regular file; the storage pool needs a directory" % pool_path)
+    blocker = first_file_ancestor(pool_path)
+    if blocker:
+        raise HyperscalerError("pool_path: %s cannot be created: %s is a regular file, not a directory"
+                               % (pool_path, blocker))
+
+
+_NEEDS_MIN = (("vms", 0), ("vcpus", 0), ("memory_mb", 0), ("disk_gb", 0), ("tcg_tb_cache_mb", 0),
+              ("reserved_memory_gb", 0))
+
+
+def check_needs(needs):
+    """HyperscalerError for values no cluster can have (negative sizes, an overcommit of 0 or less)."""
+    for key, low in _NEEDS_MIN:
+        if needs.get(key) is not None and needs[key] < low:
+            raise HyperscalerError("needs.%s must be %d or more, not %s" % (key, low, needs[key]))
+    if needs.get("cpu_overcommit") is not None and needs["cpu_overcommit"] <= 0:
+        raise HyperscalerError("needs.cpu_overcommit must be greater than 0 (1 means no overcommit), not %s"
+                               % needs["cpu_overcommit"])
 
 
 def cpu_facts(proc_root="/proc"):
@@ -79,9 +128,9 @@ def iommu_facts(sys_root="/sys", log_text=""):
     units = _listdir(os.path.join(sys_root, "class", "iommu"))
     log_lines = [line.strip() for line in log_text.splitlines() if _IOMMU_LOG.search(line)]
     driver = None
-    if any(u.startswith("dmar") for u in units) or any("DMAR" in l or "Intel-IOMMU" in l for l in log_lines):
+    if any(u.startswith("dmar") for u in units) or any("DMAR" in line or "Intel-IOMMU" in line for line in log_lines):
         driver = "intel"
-    elif any(u.startswith("ivhd") for u in units) or any("AMD-Vi" in l for l in log_lines):
+    elif any(u.startswith("ivhd") for u in units) or any("AMD-Vi" in line for line in log_lines):
         driver = "amd"
     # Groups exist only when an IOMMU translates for devices: that is what passthrough needs.
     return {"enabled": bool(groups), "groups": len(groups), "units": units, "driver": driver,
@@ -123,7 +172,11 @@ def disk_facts(path):
     probe = os.path.abspath(path)
     while not os.path.exists(probe) and probe != os.path.dirname(probe):
         probe = os.path.dirname(probe)
-    st = os.statvfs(probe)
+    try:
+        st = os.statvfs(probe)
+    except OSError as exc:
+        raise HyperscalerError("pool_path: cannot measure the free space at %s (for %s): %s"
+                               % (probe, path, exc.strerror or exc))
     return {"path": path, "measured_at": probe, "free_gb": round(st.f_bavail * st.f_frsize / 1024.0 ** 3, 1)}
 
 
@@ -149,6 +202,7 @@ def libvirt_facts(sockets=LIBVIRT_SOCKETS, which=None):
 def gather(proc_root="/proc", sys_root="/sys", kvm_path="/dev/kvm", modprobe_dir="/etc/modprobe.d",
            dmesg_path=None, pool_path="/var/lib/libvirt/images", sockets=LIBVIRT_SOCKETS, run=subprocess.run,
            which=None):
+    check_paths(proc_root, sys_root, modprobe_dir, dmesg_path, pool_path)
     return {
         "cpu": cpu_facts(proc_root),
         "kvm": kvm_facts(proc_root, kvm_path),

@@ -643,6 +643,47 @@ def ssh_targets(domains, networks):
     return targets
 
 
+def check_specs(conn, networks, domains):
+    """Validate every spec before anything changes, so a bad field cannot leave a half-converged cluster.
+
+    Catches what libvirt would accept now and fail on later: malformed addresses (a network host's
+    ``ip``, MACs, UUIDs) and, when the run defines networks, NICs on networks that neither it defines
+    nor libvirt has (a run without networks attaches to networks managed elsewhere, as before).
+    """
+    for kind, items, complete in (("network", networks, lx.complete_network_spec),
+                                  ("domain", domains, lx.complete_domain_spec)):
+        for spec in items:
+            try:
+                complete(spec)
+            except lx.XmlSpecError as exc:
+                raise HyperscalerError(str(exc), object={"kind": kind, "name": spec.get("name")})
+    defined = [n.get("name") for n in networks]
+    existing = {}
+    for spec in domains if defined else ():
+        for index, nic in enumerate(spec.get("nics") or []):
+            net = nic.get("network")
+            if net in defined:
+                continue
+            if net not in existing:
+                existing[net] = _lookup_network(conn, net) is not None
+            if not existing[net]:
+                raise HyperscalerError(
+                    "domain '%s' nic %d: network '%s' is neither defined by this task (networks: %s) nor present in "
+                    "libvirt; add it to networks or attach the NIC to one of those"
+                    % (spec.get("name"), index, net, ", ".join(sorted(defined)) or "none"),
+                    object={"kind": "domain", "name": spec.get("name")})
+
+
+def _lookup_network(conn, name):
+    libvirt = import_libvirt()
+    try:
+        return conn.networkLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+            return None
+        raise map_libvirt_error(exc, "network", name, "look up")
+
+
 def converge(conn, state="present", networks=None, pool=None, domains=None, check_mode=False,
              owner_prefix=DEFAULT_OWNER_PREFIX, wait_ssh=False, ssh_timeout=300, ssh_wait=None, stop_timeout=60,
              progress=None):
@@ -660,6 +701,8 @@ def converge(conn, state="present", networks=None, pool=None, domains=None, chec
         dupes = sorted(set(n for n in names if names.count(n) > 1))
         if dupes:
             raise HyperscalerError("%s names must be unique, repeated: %s" % (kind, ", ".join(map(str, dupes))))
+    if state != "absent":
+        check_specs(conn, networks, domains)
     c = Converger(conn, check_mode=check_mode, owner_prefix=owner_prefix, ssh_wait=ssh_wait, stop_timeout=stop_timeout,
                   progress=progress)
     names = [d["name"] for d in domains]

@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import cloud_init_seed
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import StateFileError, check_writable
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import config_model
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_converge
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_uuid
@@ -191,16 +192,30 @@ def module_specs(params):
 
 
 def converge_seeds(seeds, state, check_mode=False):
-    """Write (present) or remove (absent) seed ISOs: ({path: action}, [change entries])."""
+    """Write (present) or remove (absent) seed ISOs: ({path: action}, [change entries]).
+
+    Every path is checked first (in check mode too), so an unusable seed_dir fails naming it before
+    any ISO is written; a write that still fails is reported with the path, not as a traceback.
+    """
     done, changes = {}, []
+    if state != "absent":
+        for seed in seeds:
+            try:
+                check_writable(seed["path"], "seed_dir")
+            except StateFileError as exc:
+                raise HyperscalerError(exc.msg)
     for seed in seeds:
         path = seed["path"]
-        if state == "absent":
-            changed = cloud_init_seed.remove_seed(path, check_mode)
-            action = "removed" if changed else "absent"
-        else:
-            changed = cloud_init_seed.write_seed(path, seed["files"], check_mode)
-            action = "written" if changed else "unchanged"
+        try:
+            if state == "absent":
+                changed = cloud_init_seed.remove_seed(path, check_mode)
+                action = "removed" if changed else "absent"
+            else:
+                changed = cloud_init_seed.write_seed(path, seed["files"], check_mode)
+                action = "written" if changed else "unchanged"
+        except (IOError, OSError) as exc:
+            raise HyperscalerError("seed_dir: cannot %s the seed ISO %s: %s"
+                                   % ("remove" if state == "absent" else "write", path, exc.strerror or exc))
         done[path] = action
         if changed:
             changes.append({"kind": "seed", "name": path, "action": "delete" if state == "absent" else "write"})

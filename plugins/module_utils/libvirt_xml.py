@@ -26,6 +26,7 @@ __metaclass__ = type
 import difflib
 import ipaddress
 import re
+import uuid as uuidlib
 import xml.etree.ElementTree as ET
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_mac, stable_uuid
@@ -73,15 +74,44 @@ def _require(spec, key, what):
     return value
 
 
-def parse_pci_address(address):
+def _ipv4(value, what):
+    """An IPv4 address, or XmlSpecError naming the field (ipaddress' own error says only 'octets')."""
+    try:
+        return ipaddress.IPv4Address(str(value))
+    except ValueError:
+        raise XmlSpecError("%s '%s' is not an IPv4 address (for example 10.77.0.10)" % (what, value))
+
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _mac(value, what):
+    mac = str(value).lower()
+    if not _MAC_RE.match(mac):
+        raise XmlSpecError("%s '%s' is not a MAC address (for example 52:54:00:10:00:01)" % (what, value))
+    return mac
+
+
+def _uuid(value, what):
+    try:
+        return str(uuidlib.UUID(str(value)))
+    except ValueError:
+        raise XmlSpecError("%s '%s' is not a UUID (for example 0b6c1c3e-4d3a-5d0e-9f57-1a2b3c4d5e6f)"
+                           % (what, value))
+
+
+def parse_pci_address(address, what="PCI address"):
     """'0000:65:00.0' (or '65:00.0', or a dict) -> dict(domain, bus, slot, function) as libvirt hex."""
     if isinstance(address, dict):
         parts = dict(address)
-        return {k: "0x%0*x" % (4 if k == "domain" else 2 if k != "function" else 1, int(str(parts.get(k, 0)), 16))
-                for k in ("domain", "bus", "slot", "function")}
+        try:
+            return {k: "0x%0*x" % (4 if k == "domain" else 2 if k != "function" else 1, int(str(parts.get(k, 0)), 16))
+                    for k in ("domain", "bus", "slot", "function")}
+        except ValueError:
+            raise XmlSpecError("%s %r must have hex domain, bus, slot and function" % (what, address))
     m = re.match(r"^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$", str(address or ""))
     if not m:
-        raise XmlSpecError("PCI address '%s' is not of the form 0000:65:00.0" % address)
+        raise XmlSpecError("%s '%s' is not of the form 0000:65:00.0" % (what, address))
     dom, bus, slot, fn = m.groups()
     return {
         "domain": "0x%04x" % int(dom or "0", 16),
@@ -112,13 +142,14 @@ def complete_domain_spec(spec):
             raise XmlSpecError("%s: %s must be a positive integer" % (what, key))
     if not out.get("uuid"):
         out["uuid"] = stable_uuid(cluster, name)
+    _uuid(out["uuid"], "%s: uuid" % what)
     nics = []
     for index, nic in enumerate(out.get("nics") or []):
         nic = dict(nic)
         _require(nic, "network", "%s nic %d" % (what, index))
         if not nic.get("mac"):
             nic["mac"] = stable_mac(cluster, name, index)
-        nic["mac"] = nic["mac"].lower()
+        nic["mac"] = _mac(nic["mac"], "%s nic %d: mac" % (what, index))
         nic.setdefault("model", "virtio")
         nic["model"] = nic["model"] or "virtio"
         nics.append(nic)
@@ -130,9 +161,11 @@ def complete_domain_spec(spec):
         if kind not in GPU_KINDS:
             raise XmlSpecError("%s gpu %d: kind must be one of %s, not '%s'" % (what, index, "/".join(GPU_KINDS), kind))
         if kind in ("pci", "vf"):
-            parse_pci_address(_require(gpu, "address", "%s gpu %d (%s)" % (what, index, kind)))
+            where = "%s gpu %d (%s)" % (what, index, kind)
+            parse_pci_address(_require(gpu, "address", where), where + ": PCI address")
         if kind == "mdev":
-            _require(gpu, "uuid", "%s gpu %d (mdev)" % (what, index))
+            where = "%s gpu %d (mdev)" % (what, index)
+            _uuid(_require(gpu, "uuid", where), where + ": uuid")
         gpus.append(gpu)
     out["gpus"] = gpus
     disk = out.get("disk")
@@ -236,13 +269,13 @@ def complete_network_spec(spec):
     if len(out["bridge"]) > 15:
         raise XmlSpecError("%s: bridge name '%s' is longer than 15 characters" % (what, out["bridge"]))
     out["gateway"] = str(out.get("gateway") or hosts[0])
-    if ipaddress.IPv4Address(out["gateway"]) not in net:
+    if _ipv4(out["gateway"], "%s: gateway" % what) not in net:
         raise XmlSpecError("%s: gateway %s is outside %s" % (what, out["gateway"], net))
     out["prefix"] = net.prefixlen
     out["forward"] = out.get("forward") or "nat"
     # Default DHCP pool: the upper half of the subnet, so static entries can use the lower half.
     rng = out.get("dhcp_range") or [str(hosts[len(hosts) // 2]), str(hosts[-1])]
-    if len(rng) != 2 or not all(ipaddress.IPv4Address(a) in net for a in rng):
+    if len(rng) != 2 or not all(_ipv4(a, "%s: dhcp_range address" % what) in net for a in rng):
         raise XmlSpecError("%s: dhcp_range %s must be two addresses in %s" % (what, rng, net))
     out["dhcp_range"] = [str(a) for a in rng]
     hosts_out = []
@@ -250,12 +283,21 @@ def complete_network_spec(spec):
         host = dict(host)
         for key in ("mac", "name", "ip"):
             _require(host, key, "%s host %d" % (what, index))
-        if ipaddress.IPv4Address(host["ip"]) not in net:
+        if _ipv4(host["ip"], "%s host '%s': ip" % (what, host["name"])) not in net:
             raise XmlSpecError("%s host '%s': ip %s is outside %s" % (what, host["name"], host["ip"], net))
-        host["mac"] = host["mac"].lower()
+        host["mac"] = _mac(host["mac"], "%s host '%s': mac" % (what, host["name"]))
         hosts_out.append(host)
     out["hosts"] = hosts_out
-    out["dns_hosts"] = [dict(h) for h in (out.get("dns_hosts") or [])]
+    dns_out = []
+    for index, h in enumerate(out.get("dns_hosts") or []):
+        h = dict(h)
+        _ipv4(_require(h, "ip", "%s dns host %d" % (what, index)), "%s dns host %d: ip" % (what, index))
+        if not (h.get("hostnames") or h.get("hostname")):
+            raise XmlSpecError("%s dns host %d (%s): hostnames must list at least one name" % (what, index, h["ip"]))
+        dns_out.append(h)
+    out["dns_hosts"] = dns_out
+    if out.get("uuid"):
+        _uuid(out["uuid"], "%s: uuid" % what)
     return out
 
 

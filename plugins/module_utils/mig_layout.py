@@ -28,7 +28,9 @@ import os
 import re
 from collections import Counter
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import atomic_write as _atomic_write
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import (
+    StateFileError, check_writable, file_label, json_type, parse_json_object, read_json_object, read_text,
+    write_text)
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_catalog, mig_placement
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import HyperscalerError
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import (
@@ -124,6 +126,35 @@ def validate_mig_parted(config, selected):
     return out
 
 
+def load_mig_parted_file(path, what="mig_config_file"):
+    """A mig-parted config file (YAML or JSON, UTF-8) as a mapping; HyperscalerError naming ``what`` and the file."""
+    try:
+        text = read_text(path, what)
+    except StateFileError as exc:
+        raise HyperscalerError(exc.msg)
+    try:
+        import yaml  # PyYAML ships with ansible-core
+    except ImportError:
+        yaml = None
+    if yaml is not None:
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = " (line %d, column %d)" % (mark.line + 1, mark.column + 1) if mark is not None else ""
+            raise HyperscalerError("%s: %s is not valid YAML%s: %s"
+                                   % (what, path, where, getattr(exc, "problem", None) or exc))
+    else:
+        try:
+            config = parse_json_object(text, path, what)
+        except StateFileError as exc:
+            raise HyperscalerError(exc.msg)
+    if not isinstance(config, dict):
+        raise HyperscalerError("%s: %s must hold a mig-parted config mapping (version: v1, mig-configs: ...), not %s"
+                               % (what, path, json_type(config)))
+    return config
+
+
 def _entry_matches(entry, index, pci):
     if entry["devices"] != "all" and index not in entry["devices"]:
         return False
@@ -175,11 +206,19 @@ def ci_name(gi_prof, c):
 
 # ================================================================ current state
 def gpu_model(backend, index):
+    """The catalog model of GPU ``index`` (by PCI device id, else by name); HyperscalerError if unknown."""
     pci = backend.pci_info(index)
+    dev_id = "0x%04x" % (pci["device_id"] >> 16)
     try:
-        return gpu_catalog.resolve_model("0x%04x" % (pci["device_id"] >> 16))
+        return gpu_catalog.resolve_model(dev_id)
     except gpu_catalog.UnknownGpuModel:
-        return gpu_catalog.resolve_model(backend.name(index))
+        pass
+    name = backend.name(index)
+    try:
+        return gpu_catalog.resolve_model(name)
+    except gpu_catalog.UnknownGpuModel as exc:
+        _fail("GPU %d (%s, PCI device id %s): %s. Its MIG geometry cannot be planned; with a mig-parted "
+              "config, a device-filter can leave it out" % (index, pci["bus_id"], dev_id, exc))
 
 
 def read_gpu(backend, index):
@@ -240,12 +279,36 @@ class Target:
         self.source = source
 
 
+def _entry_text(entry):
+    filters = ["0x%08X%s" % (d, ":0x%08X" % sub if sub is not None else "") for d, sub in entry["filters"]]
+    devices = entry["devices"] if entry["devices"] == "all" else "[%s]" % ", ".join(map(str, entry["devices"]))
+    return "device-filter %s, devices %s" % ("[%s]" % ", ".join(filters) if filters else "(none)", devices)
+
+
+def unmatched_entries(entries, selected, gpus):
+    """Entries that select no GPU of ``gpus`` ([(index, pci_info)]), as returned to the user."""
+    out = []
+    for e in entries:
+        if not any(_entry_matches(e, index, pci) for index, pci in gpus):
+            out.append({"entry": "mig-configs.%s[%d]" % (selected, e["position"]), "selects": _entry_text(e)})
+    return out
+
+
 def targets_from_mig_parted(backend, config, selected):
+    """(targets, warnings, unmatched): unmatched lists the entries that select no GPU here."""
     entries = validate_mig_parted(config, selected)
     targets = {}
     warnings = []
-    for index in range(backend.device_count()):
-        pci = backend.pci_info(index)
+    gpus = [(index, backend.pci_info(index)) for index in range(backend.device_count())]
+    unmatched = unmatched_entries(entries, selected, gpus)
+    if unmatched:
+        # mig-parted skips such entries silently; a typo in a filter would then look like success.
+        one = len(unmatched) == 1
+        here = ", ".join("%d: %s 0x%08X" % (i, pci["bus_id"], pci["device_id"]) for i, pci in gpus) or "none"
+        warnings.append("%s %s no GPU on this host and %s not applied; GPUs here (index: PCI address, "
+                        "device-filter id): %s" % ("; ".join("%s (%s)" % (u["entry"], u["selects"]) for u in unmatched),
+                                                   "selects" if one else "select", "is" if one else "are", here))
+    for index, pci in gpus:
         matched = [e for e in entries if _entry_matches(e, index, pci)]
         if not matched:
             continue
@@ -261,7 +324,7 @@ def targets_from_mig_parted(backend, config, selected):
         if model.mig_capable and entry["enabled"]:
             groups = [(name, cs, None) for name, cs in gi_groups_from_mig_devices(model, entry["mig_devices"], where)]
         targets[index] = Target(index, entry["enabled"], groups, False, entry["devices"] != "all", where)
-    return targets, warnings
+    return targets, warnings, unmatched
 
 
 def targets_from_layout(backend, layout):
@@ -302,7 +365,11 @@ def targets_from_layout(backend, layout):
             if cis:
                 shapes = []
                 for ci in cis:
-                    gi_name, c = gpu_catalog.parse_mig_device_name(str(ci)) if isinstance(ci, str) else (prof.name, ci)
+                    try:
+                        gi_name, c = gpu_catalog.parse_mig_device_name(str(ci)) if isinstance(ci, str) \
+                            else (prof.name, ci)
+                    except ValueError as exc:
+                        _fail("%s.compute_instances: %s, for example %s" % (iw, exc, ci_name(prof, 1)))
                     if gi_name != prof.name:
                         _fail("%s: compute instance %r does not belong to a %s GPU instance" % (iw, ci, prof.name))
                     shapes.append(c or prof.compute_slices)
@@ -374,7 +441,7 @@ def _explicit_problem(model, placed):
     for name, count in Counter(p.profile for p in placed).items():
         prof = model.profile(name)
         if count > prof.max_count:
-            return "%s allows at most %d x %s per GPU, %d given" % (model.name, prof.max_count, name, count)
+            return "%s, %d given" % (mig_placement.max_count_text(model, prof), count)
     return None
 
 
@@ -625,39 +692,43 @@ def render_document(doc):
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def save_layout(path, doc, check_mode=False):
+def save_layout(path, doc, check_mode=False, what="persist_path"):
     """Write the state file when its content differs; returns True when it (would have) changed.
 
     GPUs in the file but not in ``doc`` are kept, so a run for some GPUs does not forget the others.
+    A file that cannot be read is replaced; one that cannot be written fails naming ``what`` (the
+    option), in check mode too, so check mode predicts the failure.
     """
     old = None
     if os.path.exists(path):
         try:
-            old = load_layout(path)
+            old = load_layout(path, what)
         except HyperscalerError:
             old = None
     if old is None and not doc["gpus"]:
         return False  # nothing to re-apply at boot: no file needed
-    merged = dict((g["pci_address"], g) for g in (old or {"gpus": []})["gpus"])
+    merged = dict((g["pci_address"], g) for g in (old or {"gpus": []})["gpus"]
+                  if isinstance(g, dict) and g.get("pci_address"))
     merged.update((g["pci_address"], g) for g in doc["gpus"])
     new = {"version": LAYOUT_FILE_VERSION, "gpus": [merged[k] for k in sorted(merged)]}
     if old == new:
         return False
-    if not check_mode:
-        _atomic_write(path, render_document(new))
+    if check_mode:
+        check_writable(path, what)
+    else:
+        write_text(path, render_document(new), what)
     return True
 
 
-def load_layout(path):
+def load_layout(path, what="the MIG layout file"):
+    """The saved layout document; HyperscalerError naming ``what`` and the path when it is unusable."""
     try:
-        with open(path) as handle:
-            doc = json.load(handle)
-    except (IOError, OSError) as exc:
-        raise HyperscalerError("cannot read the MIG layout file %s: %s" % (path, exc))
-    except ValueError as exc:
-        raise HyperscalerError("the MIG layout file %s is not valid JSON: %s" % (path, exc))
-    if not isinstance(doc, dict) or doc.get("version") != LAYOUT_FILE_VERSION or not isinstance(doc.get("gpus"), list):
-        raise HyperscalerError("the MIG layout file %s has no version %d gpus list" % (path, LAYOUT_FILE_VERSION))
+        doc = read_json_object(path, what)
+    except StateFileError as exc:
+        raise HyperscalerError(exc.msg)
+    if doc.get("version") != LAYOUT_FILE_VERSION or not isinstance(doc.get("gpus"), list):
+        raise HyperscalerError("%s has no version %d gpus list (mig_partition writes it with persist_path)"
+                               % (file_label(what, path), LAYOUT_FILE_VERSION))
     return doc
 
 
@@ -671,13 +742,14 @@ def apply_saved(backend, path, allow_reset=True, check_mode=False):
 def run(backend, mig_config=None, selected_config=None, layout=None, check_mode=False, allow_reset=False,
         persist_path=DEFAULT_PERSIST_PATH):
     """The whole module logic over an initialised backend."""
-    warnings = []
+    warnings, unmatched = [], []
     if layout is not None:
         targets = targets_from_layout(backend, layout)
     else:
-        targets, warnings = targets_from_mig_parted(backend, mig_config, selected_config)
+        targets, warnings, unmatched = targets_from_mig_parted(backend, mig_config, selected_config)
     result = converge(backend, targets, check_mode=check_mode, allow_reset=allow_reset)
     result["warnings"] = warnings
+    result["unmatched_entries"] = unmatched
     result["persist_changed"] = False
     if persist_path:
         result["persist_changed"] = save_layout(persist_path, layout_document(result["after"]), check_mode)

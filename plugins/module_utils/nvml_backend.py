@@ -89,6 +89,14 @@ class NvmlUnavailable(NvmlError):
     """No NVML: library or driver missing (discovery falls back to sysfs)."""
 
 
+class BackendInputError(NvmlError):
+    """The backend's own inputs are unusable (the simulator's state file or GPU spec).
+
+    A user error whose message already names the option and says what is valid, so modules report
+    it as it is and discovery does not mistake it for "no NVML on this host".
+    """
+
+
 ERROR_CLASSES = {
     ERR_INVALID_ARGUMENT: InvalidArgument,
     ERR_NOT_SUPPORTED: NotSupported,
@@ -481,8 +489,8 @@ def make_backend(kind="nvml", simulator_state=None, simulator_spec=None, check_m
         # Imported here: the simulator module imports this one.
         from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_simulator import SimulatedNvml
         if not simulator_state:
-            raise NvmlError("backend 'simulator' needs a simulator_state path", op="init")
+            raise BackendInputError("backend 'simulator' needs a simulator_state path", op="init")
         return SimulatedNvml(simulator_state, spec=simulator_spec, write_new=not check_mode)
     if kind != "nvml":
-        raise NvmlError("unknown NVML backend %r (use nvml or simulator)" % (kind,), op="init")
+        raise BackendInputError("unknown NVML backend %r (use nvml or simulator)" % (kind,), op="init")
     return PynvmlBackend()

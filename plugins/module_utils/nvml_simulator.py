@@ -24,7 +24,7 @@ State file (written atomically after every mutating call)::
 
     {"version": 1, "root": true,
      "faults": [{"op": "create_gpu_instance", "after": 2, "error": "InsufficientResources"}],
-     "gpus": [{"model": "A100-80GB", "pci_bus_id": "0000:65:00.0", "uuid": "GPU-...",
+     "gpus": [{"model": "A100-80GB", "pci_device_id": "0x20b2", "pci_bus_id": "0000:65:00.0", "uuid": "GPU-...",
                "mig": {"current": 1, "pending": 1},
                "gpu_instances": [{"id": 2, "profile_id": 9, "start": 0, "size": 4,
                                   "compute_instances": [{"id": 0, "profile_id": 2, "start": 0,
@@ -33,6 +33,10 @@ State file (written atomically after every mutating call)::
 
 A fault fires on the call of ``op`` that comes after ``after`` successful ones
 (optional ``gpu``: only calls for that index; ``times``: how often, default 1).
+
+``pci_device_id`` is the variant's id (an H200 NVL is 0x233b); files without it use the model's
+first id. A spec or state file the simulator cannot use raises BackendInputError naming the option
+(``simulator_spec[1].model``, ``simulator_state: <path>``) and the field, before any NVML call.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -43,15 +47,19 @@ import copy
 import json
 import os
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import atomic_write as _atomic_write
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import (
+    StateFileError, json_type, read_json_object, write_text)
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_catalog
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_uuid
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import (
-    ERRORS_BY_NAME, ERR_IN_USE, CiProfileInfo, ComputeInstance, GiProfileInfo, GpuInstance, InUse,
+    ERRORS_BY_NAME, ERR_IN_USE, BackendInputError, CiProfileInfo, ComputeInstance, GiProfileInfo, GpuInstance, InUse,
     InsufficientResources, InvalidArgument, MigDevice, NoPermission, NotFound, NotSupported, NvmlBackend,
     NvmlError, MIG_DISABLE, MIG_ENABLE, normalize_bus_id)
 
 STATE_VERSION = 1
+# The option names the modules (and the role) use; messages name them so the reader knows what to fix.
+STATE_OPTION = "simulator_state"
+SPEC_OPTION = "simulator_spec"
 
 # Driver auto-placement order for one-slice profiles on 8-slice GPUs (observed with -cgi 19x7).
 _ONE_SLICE_AUTO_ORDER = (6, 4, 5, 0, 1, 2, 3)
@@ -85,24 +93,41 @@ def default_bus_id(position):
 
 def build_state(spec):
     """Initial state from a spec: a list of model keys/names or dicts
-    {model, pci_address?, mig_enabled?, uuid?}; plus optional top-level {root, gpus}."""
+    {model, pci_address?, mig_enabled?, uuid?, subsystem_id?}; plus optional top-level {root, gpus}.
+
+    A bad spec raises BackendInputError naming the entry (``simulator_spec[1].model``) and what is valid.
+    """
     if isinstance(spec, dict):
         gpus_spec = spec.get("gpus", [])
         root = spec.get("root", True)
     else:
         gpus_spec = spec or []
         root = True
+    if not isinstance(gpus_spec, list):
+        raise BackendInputError("%s must be a list of GPUs, not %s" % (SPEC_OPTION, json_type(gpus_spec)), op="init")
     gpus = []
+    seen = {}
     for pos, item in enumerate(gpus_spec):
+        where = "%s[%d]" % (SPEC_OPTION, pos)
         if not isinstance(item, dict):
             item = {"model": item}
-        model = _model(item["model"])
+        if "model" not in item:
+            raise BackendInputError("%s: model is required (a catalog model name, key or PCI device id)" % where,
+                                    op="init")
+        model = _spec_model(item["model"], where + ".model")
         bus_id = normalize_bus_id(item.get("pci_address") or default_bus_id(pos))
         if bus_id is None:
-            raise ValueError("bad PCI address %r in the simulator spec" % item.get("pci_address"))
+            raise BackendInputError("%s.pci_address %r is not a PCI address (expected e.g. 0000:65:00.0)"
+                                    % (where, item.get("pci_address")), op="init")
+        if bus_id in seen:
+            raise BackendInputError("%s.pci_address %s is already used by %s[%d]"
+                                    % (where, bus_id, SPEC_OPTION, seen[bus_id]), op="init")
+        seen[bus_id] = pos
         mode = MIG_ENABLE if item.get("mig_enabled") else MIG_DISABLE
         gpus.append({
             "model": model.key,
+            # The device id of the variant named (an H200 NVL is 0x233b, not the H200 SXM's 0x2335).
+            "pci_device_id": gpu_catalog.device_id_for(item["model"], model),
             "pci_bus_id": bus_id,
             "uuid": item.get("uuid") or "GPU-" + stable_uuid("sim-gpu", model.key, bus_id),
             "mig": {"current": mode, "pending": mode} if model.mig_capable else None,
@@ -110,7 +135,11 @@ def build_state(spec):
             "processes": [],
         })
         if "subsystem_id" in item:
-            gpus[-1]["subsystem_id"] = int(str(item["subsystem_id"]), 0)
+            try:
+                gpus[-1]["subsystem_id"] = int(str(item["subsystem_id"]), 0)
+            except ValueError:
+                raise BackendInputError("%s.subsystem_id %r is not a number (e.g. 0x147E10DE)"
+                                        % (where, item["subsystem_id"]), op="init")
     return {"version": STATE_VERSION, "root": bool(root), "faults": [], "gpus": gpus}
 
 
@@ -120,6 +149,78 @@ def _model(name):
     return gpu_catalog.resolve_model(name)
 
 
+def _spec_model(name, where):
+    try:
+        return _model(name)
+    except gpu_catalog.UnknownGpuModel as exc:
+        raise BackendInputError("%s: %s" % (where, exc), op="init")
+
+
+def _bad_state(path, problem):
+    # "...json has no gpus list", but "...json: gpus[0].uuid must be a string"
+    sep = ": " if problem.startswith(("gpus", "faults")) else " "
+    return BackendInputError("%s: %s%s%s; fix it, or remove it (with %s given, a new one is created)"
+                             % (STATE_OPTION, path, sep, problem, SPEC_OPTION), op="init")
+
+
+def _int_field(obj, key):
+    return isinstance(obj.get(key), int) and not isinstance(obj.get(key), bool)
+
+
+def check_state(state, path):
+    """Check a loaded state file's shape; BackendInputError naming the file and the JSON path at fault.
+
+    Only what the simulator relies on is checked, so an old or hand-edited file fails here, once,
+    with the field named, instead of somewhere inside an NVML call.
+    """
+    if state.get("version") != STATE_VERSION:
+        raise _bad_state(path, "has version %r, expected %d" % (state.get("version"), STATE_VERSION))
+    if not isinstance(state.get("gpus"), list):
+        raise _bad_state(path, "has no gpus list")
+    faults = state.setdefault("faults", [])
+    if not isinstance(faults, list) or not all(isinstance(f, dict) for f in faults):
+        raise _bad_state(path, "faults must be a list of objects")
+    for pos, gpu in enumerate(state["gpus"]):
+        where = "gpus[%d]" % pos
+        if not isinstance(gpu, dict):
+            raise _bad_state(path, "%s is %s, not an object" % (where, json_type(gpu)))
+        try:
+            model = _model(gpu.get("model"))
+        except gpu_catalog.UnknownGpuModel as exc:
+            raise _bad_state(path, "%s.model: %s" % (where, exc))
+        bus = gpu.get("pci_bus_id")
+        if not isinstance(bus, str) or normalize_bus_id(bus) != bus:
+            raise _bad_state(path, "%s.pci_bus_id %r is not a normalised PCI address (e.g. 0000:65:00.0)"
+                             % (where, gpu.get("pci_bus_id")))
+        if not isinstance(gpu.get("uuid"), str):
+            raise _bad_state(path, "%s.uuid must be a string" % where)
+        if "pci_device_id" in gpu and gpu["pci_device_id"] not in model.pci_device_ids:
+            raise _bad_state(path, "%s.pci_device_id %r is not a PCI device id of %s (%s)"
+                             % (where, gpu["pci_device_id"], model.name, ", ".join(model.pci_device_ids)))
+        mig = gpu.get("mig")
+        if model.mig_capable:
+            if not isinstance(mig, dict) or mig.get("current") not in (MIG_DISABLE, MIG_ENABLE) or \
+                    mig.get("pending") not in (MIG_DISABLE, MIG_ENABLE):
+                raise _bad_state(path, "%s.mig must be {\"current\": 0|1, \"pending\": 0|1} for %s"
+                                 % (where, model.name))
+        elif mig is not None:
+            raise _bad_state(path, "%s.mig must be null: %s does not support MIG" % (where, model.name))
+        for key in ("gpu_instances", "processes"):
+            items = gpu.get(key)
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise _bad_state(path, "%s.%s must be a list of objects" % (where, key))
+        ints = ("id", "profile_id", "start", "size")
+        for k, gi in enumerate(gpu["gpu_instances"]):
+            cis = gi.get("compute_instances")
+            if not all(_int_field(gi, f) for f in ints) or not isinstance(cis, list) or \
+                    not all(isinstance(ci, dict) and all(_int_field(ci, f) for f in ints) for ci in cis):
+                raise _bad_state(path, "%s.gpu_instances[%d] needs integer id, profile_id, start, size and a "
+                                 "compute_instances list of the same" % (where, k))
+        for k, proc in enumerate(gpu["processes"]):
+            if not _int_field(proc, "pid"):
+                raise _bad_state(path, "%s.processes[%d] needs an integer pid" % (where, k))
+
+
 class SimulatedNvml(NvmlBackend):
     """NVML over a JSON state file (see the module docstring for the format)."""
 
@@ -127,8 +228,8 @@ class SimulatedNvml(NvmlBackend):
         self.path = state_path
         if not os.path.exists(state_path):
             if spec is None:
-                raise NvmlError("simulator state %s does not exist and no GPU spec was given" % state_path,
-                                op="init")
+                raise BackendInputError("%s: %s does not exist and no GPU spec was given (%s) to create it"
+                                        % (STATE_OPTION, state_path, SPEC_OPTION), op="init")
             self.state = build_state(spec)
             # A new simulated host is created on disk, except in check mode, which must write nothing.
             if write_new:
@@ -139,15 +240,18 @@ class SimulatedNvml(NvmlBackend):
 
     # ------------------------------------------------------------------ plumbing
     def reload(self):
-        with open(self.path) as handle:
-            self.state = json.load(handle)
-        if self.state.get("version") != STATE_VERSION:
-            raise NvmlError("simulator state %s has version %r, expected %d"
-                            % (self.path, self.state.get("version"), STATE_VERSION), op="init")
-        self.state.setdefault("faults", [])
+        try:
+            state = read_json_object(self.path, STATE_OPTION)
+        except StateFileError as exc:
+            raise BackendInputError(exc.msg, op="init")
+        check_state(state, self.path)
+        self.state = state
 
     def _save(self):
-        _atomic_write(self.path, json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+        try:
+            write_text(self.path, json.dumps(self.state, indent=2, sort_keys=True) + "\n", STATE_OPTION)
+        except StateFileError as exc:
+            raise BackendInputError(exc.msg, op="save")
 
     def _fault(self, op, index=None):
         """Raise an injected error when a fault for ``op`` is due (counts persist in the file)."""
@@ -231,8 +335,14 @@ class SimulatedNvml(NvmlBackend):
                 return index
         raise NotFound("no NVML device at PCI address %s" % bus_id, op="DeviceGetHandleByPciBusId")
 
+    def _device_id(self, gpu, model):
+        # State files written before the variant was recorded: the model's first id, as before.
+        return gpu.get("pci_device_id") or model.pci_device_ids[0]
+
     def name(self, index):
-        return _model(self._gpu(index)["model"]).name
+        gpu = self._gpu(index)
+        model = _model(gpu["model"])
+        return gpu_catalog.device_name(model, self._device_id(gpu, model))
 
     def uuid(self, index):
         return self._gpu(index)["uuid"]
@@ -240,7 +350,7 @@ class SimulatedNvml(NvmlBackend):
     def pci_info(self, index):
         gpu = self._gpu(index)
         model = _model(gpu["model"])
-        device = int(model.pci_device_ids[0], 16)
+        device = int(self._device_id(gpu, model), 16)
         device_id = (device << 16) | gpu_catalog.NVIDIA_VENDOR_ID
         return {"bus_id": gpu["pci_bus_id"], "device_id": device_id, "subsystem_id": gpu.get("subsystem_id", device_id)}
 

@@ -30,7 +30,8 @@ import os
 import re
 import uuid as uuidlib
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import atomic_write as _atomic_write
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import (
+    StateFileError, check_writable, json_type, read_json_object, write_text)
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_uuid
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import HyperscalerError
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.sysfs_read import link_basename as _link_base, listdir_sorted as _listdir
@@ -72,11 +73,12 @@ def short_name(name):
     return parts[-1] if parts else ""
 
 
-def normalize_uuid(value):
+def normalize_uuid(value, what="mdev UUID"):
     try:
         return str(uuidlib.UUID(str(value)))
     except ValueError:
-        raise HyperscalerError("invalid mdev UUID %r" % (value,))
+        raise HyperscalerError("%s %r is not a UUID (for example 7cf938d0-7189-5c27-a144-3ca3617823ef)"
+                               % (what, value))
 
 
 class SysfsWriter:
@@ -231,6 +233,22 @@ def hostdev(style, uuid=None, address=None):
            "</source></hostdev>" % (domain, bus, slot, fn))
     return {"type": "pci", "address": address, "domain": "0x" + domain, "bus": "0x" + bus,
             "slot": "0x" + slot, "function": "0x" + fn, "xml": xml}
+
+
+def check_roots(root, proc_root=None):
+    """HyperscalerError naming the option when a root cannot be read as one.
+
+    A sysfs_root typo would otherwise look like a host without vGPU parents (and state=absent would
+    succeed having done nothing); an explicit proc_root that is missing would silently skip the check
+    that refuses to remove a device a running VM holds.
+    """
+    if not os.path.isdir(root):
+        raise HyperscalerError("sysfs_root: %s %s; give / on a real host or the root of a simulated tree"
+                               % (root, "is not a directory" if os.path.exists(root) else "does not exist"))
+    if proc_root is not None and not os.path.isdir(proc_root):
+        raise HyperscalerError("proc_root: %s %s; give the directory /proc is mounted at (leave it out for the "
+                               "default)" % (proc_root, "is not a directory" if os.path.exists(proc_root)
+                                             else "does not exist"))
 
 
 class VgpuSysfs:
@@ -513,39 +531,50 @@ class VgpuSysfs:
                 path = os.path.join(pdir, name)
                 try:
                     uid = str(uuidlib.UUID(name))
-                    with open(path) as f:
-                        data = json.load(f)
-                except (ValueError, IOError, OSError):
+                    data = read_json_object(path)
+                except (ValueError, StateFileError):
                     continue  # not a definition mdevctl would load either
                 out[uid] = {"parent": parent, "mdev_type": data.get("mdev_type"),
                             "start": data.get("start"), "attrs": data.get("attrs", []), "path": path}
         return out
 
+    def definition_path(self, parent, uid):
+        return self.path(MDEVCTL_DIR, parent, uid)
+
     def write_definition(self, parent, uid, type_id, start):
         # mdevctl's own schema: no extra keys allowed, attrs is a list.
         data = {"mdev_type": type_id, "start": start, "attrs": []}
-        _atomic_write(self.path(MDEVCTL_DIR, parent, uid), json.dumps(data, indent=2) + "\n")
+        write_text(self.definition_path(parent, uid), json.dumps(data, indent=2) + "\n", "the mdevctl definition")
 
     def remove_definition(self, parent, uid):
-        path = self.path(MDEVCTL_DIR, parent, uid)
+        path = self.definition_path(parent, uid)
         if os.path.exists(path):
-            os.unlink(path)
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                raise HyperscalerError("cannot remove the mdevctl definition %s: %s" % (path, exc.strerror or exc))
 
     # ---------------------------------------------------------------- ownership record
     def load_record(self):
         path = self.path(RECORD_PATH)
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             return {}
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except (ValueError, IOError, OSError) as exc:
-            raise HyperscalerError("cannot read vGPU ownership record %s: %s" % (path, exc))
-        return dict(data.get("devices", {}))
+        what = "the vGPU ownership record"
+        data = read_json_object(path, what)
+        devices = data.get("devices", {})
+        if not isinstance(devices, dict) or not all(isinstance(e, dict) for e in devices.values()):
+            raise HyperscalerError("%s %s: devices must map each UUID to an object, not %s; this module writes it, "
+                                   "so restore it or remove it (devices it listed are then no longer owned)"
+                                   % (what, path, json_type(devices) if not isinstance(devices, dict)
+                                      else "entries that are not objects"))
+        return dict(devices)
+
+    def record_path(self):
+        return self.path(RECORD_PATH)
 
     def save_record(self, devices):
-        _atomic_write(self.path(RECORD_PATH),
-                      json.dumps({"version": 1, "devices": devices}, indent=2, sort_keys=True) + "\n")
+        write_text(self.record_path(), json.dumps({"version": 1, "devices": devices}, indent=2, sort_keys=True) + "\n",
+                   "the vGPU ownership record")
 
 
 def _natural(text):
@@ -576,7 +605,8 @@ def wanted_devices(devices, cluster, need_placement=True):
             raise HyperscalerError("devices[%d]: name is required" % i)
         index = seen.get(name, 0)
         seen[name] = index + 1
-        uid = normalize_uuid(item["uuid"]) if item.get("uuid") else stable_uuid(cluster, name, index)
+        uid = normalize_uuid(item["uuid"], "devices[%d] (%s): uuid" % (i, name)) if item.get("uuid") \
+            else stable_uuid(cluster, name, index)
         if uid in uuids:
             raise HyperscalerError("devices[%d] (%s): UUID %s is used twice" % (i, name, uid))
         uuids.add(uid)
@@ -665,6 +695,12 @@ class VgpuManager:
                     record.pop(uid, None)
         plan.record = record
         plan.record_changed = record != snap["record"]
+        # Before anything changes: a definition or record that cannot be written would otherwise
+        # fail after the devices were created or removed.
+        for parent, uid, _type_id, _start in plan.def_writes:
+            check_writable(self.sysfs.definition_path(parent, uid), "the mdevctl definition")
+        if plan.record_changed:
+            check_writable(self.sysfs.record_path(), "the vGPU ownership record")
         return plan
 
     def _plan_present(self, snap, plan, wants, record, persist):

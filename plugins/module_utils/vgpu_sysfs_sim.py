@@ -37,6 +37,7 @@ import os
 import shutil
 import uuid as uuidlib
 
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.atomic_file import read_json_object
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu_sysfs import (
     MDEV_BUS, MDEV_DEVICES, MDEVCTL_DIR, PCI_DEVICES, is_mig_backed)
 
@@ -130,8 +131,7 @@ class VgpuSim:
         self.root = os.path.abspath(root)
         path = os.path.join(self.root, MODEL_FILE)
         if os.path.exists(path):
-            with open(path) as f:
-                self.model = json.load(f)
+            self.model = read_json_object(path, "the vGPU simulator's model file")
         else:
             self.model = {"gpus": {}, "next_group": 64, "next_vfio": 0}
             self._skeleton()

@@ -29,10 +29,15 @@ options:
     choices: [nvml, simulator, none]
     default: nvml
   simulator_state:
-    description: State file of the NVML simulator. It is required with I(backend=simulator).
+    description:
+      - State file of the NVML simulator. It is required with I(backend=simulator).
+      - A file that is missing or not the simulator's JSON state fails the task (naming the file); it does not
+        fall back to sysfs, which happens only when NVML itself cannot be used.
     type: path
   sysfs_root:
-    description: Root under which C(sys/bus/pci/devices) is read. Use it for tests and chroots.
+    description:
+      - Root under which C(sys/bus/pci/devices) is read. Use it for tests and chroots.
+      - It must be an existing directory; otherwise the task fails rather than report no GPUs.
     type: path
     default: /
   id_prefix:
@@ -80,8 +85,10 @@ nvml_error:
 """
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_discovery
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import HyperscalerModule, ModuleResult
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import NvmlError, make_backend
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
+    HyperscalerError, HyperscalerModule, ModuleResult)
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import (
+    BackendInputError, NvmlError, make_backend)
 
 
 class GpuDiscovery(HyperscalerModule):
@@ -99,9 +106,15 @@ class GpuDiscovery(HyperscalerModule):
         if p["backend"] != "none":
             try:
                 backend = make_backend(p["backend"], p["simulator_state"])
+            except BackendInputError as exc:
+                # A bad simulator state is the task's input, not a host without NVML: fail, do not fall back.
+                raise HyperscalerError(exc.msg)
             except NvmlError as exc:
                 error = exc.msg
-        found = gpu_discovery.discover(backend, p["sysfs_root"], p["id_prefix"])
+        try:
+            found = gpu_discovery.discover(backend, p["sysfs_root"], p["id_prefix"])
+        except BackendInputError as exc:
+            raise HyperscalerError(exc.msg)
         if error:
             found["nvml_error"] = error
         return ModuleResult(changed=False, **found)

@@ -32,11 +32,15 @@ attributes:
     support: none
 options:
   pool_path:
-    description: Where the VM overlays go (free space is measured there, or at its nearest existing parent).
+    description:
+      - Where the VM overlays go (free space is measured there, or at its nearest existing parent).
+      - A regular file there, or above it, fails the task (the pool directory could not be created).
     type: path
     default: /var/lib/libvirt/images
   needs:
-    description: What the VMs on this host need; without it only facts are returned.
+    description:
+      - What the VMs on this host need; without it only facts are returned.
+      - Sizes and counts must be 0 or more and I(needs.cpu_overcommit) greater than 0; other values fail the task.
     type: dict
     suboptions:
       vms:
@@ -82,11 +86,11 @@ options:
         choices: [auto, enabled, disabled]
         default: auto
   proc_root:
-    description: Root of the proc filesystem (tests point it at a fake tree).
+    description: Root of the proc filesystem (tests point it at a fake tree). It must be an existing directory.
     type: path
     default: /proc
   sys_root:
-    description: Root of sysfs (tests point it at a fake tree).
+    description: Root of sysfs (tests point it at a fake tree). It must be an existing directory.
     type: path
     default: /sys
   kvm_path:
@@ -98,7 +102,9 @@ options:
     type: path
     default: /etc/modprobe.d
   dmesg_path:
-    description: A file holding the kernel log; default run C(dmesg) (an empty log when that is not permitted).
+    description:
+      - A file holding the kernel log; default run C(dmesg) (an empty log when that is not permitted).
+      - When given it must be a readable file; bytes that are not UTF-8 are read as replacement characters.
     type: path
 notes:
   - The IOMMU is judged by the kernel's IOMMU groups and units, never by a substring of C(/proc/cmdline).
@@ -193,6 +199,8 @@ class HostFactsModule(HyperscalerModule):
 
     def logic(self):
         p = self.params
+        if p["needs"] is not None:
+            host_checks.check_needs(p["needs"])  # before reading the host: a typo in needs is the first thing to fix
         facts = host_checks.gather(proc_root=p["proc_root"], sys_root=p["sys_root"], kvm_path=p["kvm_path"],
                                    modprobe_dir=p["modprobe_dir"], dmesg_path=p["dmesg_path"],
                                    pool_path=p["pool_path"])

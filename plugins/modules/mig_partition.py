@@ -37,11 +37,13 @@ options:
         rejected, and C(mig-devices) must be empty when C(mig-enabled) is false."
       - Every entry whose C(device-filter) (C(0xDDDDVVVV[:0xSSSSVVVV])) and C(devices) (C(all) or a list of
         GPU indices) match a GPU is applied to it. When several entries match, the last one wins, as in mig-parted.
+        An entry that matches no GPU is reported in C(unmatched_entries) and in a warning.
       - Compute-instance forms such as C(1c.2g.20gb) are supported. Consecutive entries with the same GI profile
         share the GI while its compute slices last, so C(1c.2g.20gb) with count 2 gives one 2g GI with two 1c CIs.
     type: dict
   mig_config_file:
-    description: Path of a mig-parted config file (YAML or JSON) on the managed host. Use it instead of I(mig_config).
+    description:
+      - Path of a mig-parted config file (YAML or JSON, UTF-8) on the managed host. Use it instead of I(mig_config).
     type: path
   selected_config:
     description: The label under C(mig-configs) to apply. It is required with I(mig_config) or I(mig_config_file).
@@ -96,14 +98,22 @@ options:
     choices: [nvml, simulator]
     default: nvml
   simulator_state:
-    description: State file of the NVML simulator. It is required with I(backend=simulator).
+    description:
+      - State file of the NVML simulator. It is required with I(backend=simulator).
+      - When it does not exist it is created from I(simulator_spec); an existing file that is not the simulator's
+        JSON state fails the task, naming the file and what is wrong.
     type: path
   simulator_spec:
-    description: "GPUs for a new simulator state file, for example C([{model: A100-80GB, pci_address: 0000:65:00.0}])."
+    description:
+      - "GPUs for a new simulator state file, for example C([{model: A100-80GB, pci_address: 0000:65:00.0}])."
+      - C(model) is a catalog model key, name or PCI device id; a variant's name (C(NVIDIA H200 NVL)) or id gives
+        that variant's PCI device id and name. A model the catalog does not know fails the task, listing the known ones.
     type: list
     elements: raw
   persist_path:
-    description: Where the applied layout is saved for re-application at boot. An empty string disables saving.
+    description:
+      - Where the applied layout is saved for re-application at boot. An empty string disables saving.
+      - A path that cannot be written (a directory, or below a regular file) fails the task, in check mode too.
     type: str
     default: /etc/aihow-hyperscaler/mig-layout.json
 notes:
@@ -187,6 +197,17 @@ persist_path:
   description: The layout file written (null when disabled).
   returned: always
   type: str
+unmatched_entries:
+  description:
+    - Entries of the selected mig-parted config whose C(device-filter) and C(devices) select no GPU on this host,
+      so they were not applied (mig-parted skips them silently). A warning names them too. Empty with I(layout).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    entry: {description: "Which entry, for example C(mig-configs.balanced[1]).", type: str}
+    selects: {description: Its device filter and devices., type: str}
+  sample: [{entry: "mig-configs.balanced[1]", selects: "device-filter [0x233010DE], devices all"}]
 restored:
   description: On failure midway, the layouts after the rollback.
   returned: failure
@@ -194,12 +215,11 @@ restored:
   elements: dict
 """
 
-import json
-
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import mig_layout
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
     HyperscalerError, HyperscalerModule, ModuleResult)
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import NvmlError, make_backend
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import (
+    BackendInputError, NvmlError, make_backend)
 
 _INSTANCE = dict(
     profile=dict(type="str", required=True), start=dict(type="int"), size=dict(type="int"),
@@ -232,16 +252,7 @@ class MigPartition(HyperscalerModule):
             raise HyperscalerError("selected_config is required with mig_config or mig_config_file")
         if p["mig_config"] is not None:
             return p["mig_config"]
-        try:
-            with open(p["mig_config_file"]) as handle:
-                text = handle.read()
-        except (IOError, OSError) as exc:
-            raise HyperscalerError("cannot read %s: %s" % (p["mig_config_file"], exc))
-        try:
-            import yaml  # PyYAML ships with ansible-core
-            return yaml.safe_load(text)
-        except ImportError:
-            return json.loads(text)
+        return mig_layout.load_mig_parted_file(p["mig_config_file"], "mig_config_file")
 
     def logic(self):
         p = self.params
@@ -249,6 +260,8 @@ class MigPartition(HyperscalerModule):
         try:
             backend = make_backend(p["backend"], p["simulator_state"], p["simulator_spec"], check_mode=self.check_mode)
             backend.init()
+        except BackendInputError as exc:
+            raise HyperscalerError(exc.msg)  # names simulator_state / simulator_spec already
         except NvmlError as exc:
             raise HyperscalerError("cannot open NVML (%s backend): %s" % (p["backend"], exc.msg))
         try:
@@ -269,7 +282,7 @@ class MigPartition(HyperscalerModule):
         return ModuleResult(
             changed=result["changed"] or result["persist_changed"], before=before, after=after,
             gpus=result["after"], actions=result["actions"], reset_required=result["reset_required"],
-            persist_path=p["persist_path"] or None)
+            persist_path=p["persist_path"] or None, unmatched_entries=result["unmatched_entries"])
 
 
 def main():

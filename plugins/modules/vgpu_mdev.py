@@ -87,12 +87,13 @@ options:
     default: false
   sysfs_root:
     description: Root under which C(sys/), C(etc/mdevctl.d) and C(var/lib) are used; tests and the GPU
-      simulator point it at a generated tree.
+      simulator point it at a generated tree. It must be an existing directory.
     type: path
     default: /
   proc_root:
     description: Where to look for processes holding the devices open. Default C(/proc) when
-      I(sysfs_root=/), else C(<sysfs_root>/proc).
+      I(sysfs_root=/), else C(<sysfs_root>/proc). When given it must be an existing directory, since a missing
+      one would skip the in-use check.
     type: path
   simulate:
     description:
@@ -184,7 +185,7 @@ import os
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
     HyperscalerError, HyperscalerModule, ModuleResult)
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu_sysfs import (
-    VgpuManager, VgpuSysfs, device_view, predicted_view, wanted_devices)
+    VgpuManager, VgpuSysfs, check_roots, device_view, predicted_view, wanted_devices)
 
 
 class VgpuMdevModule(HyperscalerModule):
@@ -208,6 +209,7 @@ class VgpuMdevModule(HyperscalerModule):
     def logic(self):
         p = self.params
         writer = None
+        check_roots(p["sysfs_root"], p["proc_root"])
         if p["simulate"]:
             if os.path.abspath(p["sysfs_root"]) == "/":
                 raise HyperscalerError("simulate=true needs sysfs_root pointing at a simulated tree, not /")

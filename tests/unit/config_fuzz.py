@@ -66,12 +66,10 @@ def _paths(value, path=()):
     yield path
     if isinstance(value, dict):
         for key, sub in value.items():
-            for p in _paths(sub, path + (key,)):
-                yield p
+            yield from _paths(sub, path + (key,))
     elif isinstance(value, list):
         for i, sub in enumerate(value):
-            for p in _paths(sub, path + (i,)):
-                yield p
+            yield from _paths(sub, path + (i,))
 
 
 def _get(value, path):
@@ -168,7 +166,7 @@ def case(seed, index):
     if rng.random() < 0.5:
         data = yaml.safe_load(yaml.safe_dump(_DATA[name]))
         changes = []
-        for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        for _change in range(rng.choice([1, 1, 1, 2, 3])):
             what, data = _mutate_data(rng, data)
             changes.append(what)
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode("utf-8")

@@ -41,6 +41,14 @@ def assert_issue(raw, path, *fragments):
     return found
 
 
+def assert_clean_failure(result, failed, *needles):
+    """A module failed with a message for a person: no "internal error", no traceback, every needle in msg."""
+    assert failed, result
+    assert "internal error" not in result["msg"] and "exception" not in result, result
+    for needle in needles:
+        assert needle in result["msg"], (needle, result["msg"])
+
+
 def wait_until(condition, seconds=10.0):
     """Poll condition() until it is true (True) or seconds pass (False): for threads under test."""
     deadline = time.monotonic() + seconds

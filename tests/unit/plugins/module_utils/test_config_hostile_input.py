@@ -288,3 +288,8 @@ def test_large_documents_end_in_a_bounded_answer(kind, n):
     issues = rejected(text)
     assert len(issues) <= cm.MAX_REPORTED_ISSUES + 1
     assert any("at most" in i.message or "more problems not listed" in i.message for i in issues), issues[:3]
+
+
+def test_a_bad_byte_after_a_byte_order_mark_is_placed_right():
+    issue = the_issue(b"\xef\xbb\xbfversion: \"1.0\"\nmetadata: {name: l\xe4b}\n")
+    assert issue.path == "line 2, column 19"

@@ -1,8 +1,11 @@
 """host_checks on fake /proc, /sys, /dev/kvm and modprobe.d trees."""
+import errno
 import socket
 
+import pytest
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import host_checks as hc
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import HyperscalerError
 
 MEMINFO = "MemTotal:       24576000 kB\nMemFree:  1000 kB\nMemAvailable:   20480000 kB\n"
 
@@ -173,3 +176,46 @@ def test_kernel_log_from_dmesg_command():
     def denied(*a, **k):
         raise OSError("Operation not permitted")
     assert hc.kernel_log(run=denied) == ""
+
+
+# ---------------------------------------------------------------- paths and needs that cannot be right (issue #10)
+def test_check_paths_names_the_option(tmp_path):
+    host = make_host(tmp_path)
+    paths = dict((k, host[k]) for k in ("proc_root", "sys_root", "modprobe_dir", "dmesg_path", "pool_path"))
+    hc.check_paths(**paths)
+    for option in ("proc_root", "sys_root"):
+        with pytest.raises(HyperscalerError) as exc:
+            hc.check_paths(**dict(paths, **{option: str(tmp_path / "missing")}))
+        assert exc.value.msg.startswith("%s: %s does not exist" % (option, tmp_path / "missing"))
+    no_log = dict(host)
+    no_log["dmesg_path"] = str(tmp_path / "no-log")
+    with pytest.raises(HyperscalerError, match="dmesg_path: .* does not exist"):
+        hc.gather(**no_log)
+    # a host without modprobe.d, without /dev/kvm or without the pool yet is a fact, not an error
+    bare = dict(host)
+    bare.update(modprobe_dir=str(tmp_path / "none"), kvm_path=str(tmp_path / "none-kvm"))
+    facts = hc.gather(**bare)
+    assert facts["modules"]["nouveau_blacklist_files"] == [] and facts["kvm"]["device_exists"] is False
+
+
+def test_statvfs_failure_is_reported(tmp_path, monkeypatch):
+    host = make_host(tmp_path)
+
+    def denied(path):
+        raise OSError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(hc.os, "statvfs", denied)
+    with pytest.raises(HyperscalerError) as exc:
+        hc.gather(**host)
+    assert exc.value.msg.startswith("pool_path: cannot measure the free space at %s" % tmp_path)
+
+
+@pytest.mark.parametrize("needs,message", [
+    ({"vcpus": -2}, "needs.vcpus must be 0 or more, not -2"),
+    ({"reserved_memory_gb": -0.5}, "needs.reserved_memory_gb must be 0 or more, not -0.5"),
+    ({"cpu_overcommit": -1.0}, "needs.cpu_overcommit must be greater than 0 (1 means no overcommit), not -1.0"),
+])
+def test_check_needs(needs, message):
+    with pytest.raises(HyperscalerError) as exc:
+        hc.check_needs(dict(NEEDS, **needs))
+    assert exc.value.msg == message
+    hc.check_needs(NEEDS)  # the defaults are fine

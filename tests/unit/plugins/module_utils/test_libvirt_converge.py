@@ -521,3 +521,32 @@ def test_check_mode_reports_nothing(conn):
     run(conn, "running", networks=nets, check_mode=True, wait_ssh=True, progress=lines.append,
         ssh_wait=lambda host, port, timeout: True)
     assert lines == []
+
+
+# ---------------------------------------------------------------- specs checked before any change (issue #10)
+def test_bad_network_host_ip_changes_nothing(conn):
+    nets = networks()
+    nets[0]["hosts"][0]["ip"] = "x"
+    with pytest.raises(HyperscalerError) as exc:
+        run(conn, networks=nets)
+    assert exc.value.msg == ("network 'hs-net' host 'head': ip 'x' is not an IPv4 address (for example "
+                             "10.77.0.10)")
+    assert exc.value.details["object"] == {"kind": "network", "name": "hs-net"}
+    # checked before the pool and the overlays, which converge first
+    assert "hs-pool" not in [p.name() for p in conn.listAllStoragePools()]
+
+
+def test_nic_network_must_be_defined_or_exist(conn):
+    doms = domains()
+    doms[1]["nics"] = [{"network": "hs-net"}, {"network": "hs-storage"}]
+    with pytest.raises(HyperscalerError) as exc:
+        run(conn, domains=doms)
+    assert exc.value.msg.startswith("domain 'compute-01' nic 1: network 'hs-storage' is neither defined by this "
+                                    "task (networks: hs-net) nor present in libvirt")
+    assert [d.name() for d in conn.listAllDomains()] == ["foreign"]
+    doms[1]["nics"][1]["network"] = "default"  # the host's own network: attaching to it is fine
+    res = run(conn, domains=doms)
+    assert ("domain", "compute-01", "define") in actions(res)
+    # absent never needs the networks; a run without networks attaches to networks managed elsewhere
+    run(conn, "absent", domains=doms)
+    lc.check_specs(conn, [], doms)

@@ -353,3 +353,31 @@ def test_xml_diff_empty_when_equal():
 def test_malformed_xml_is_reported():
     with pytest.raises(lx.XmlSpecError, match="well-formed"):
         lx.normalise_xml("<domain>")
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"hosts": [{"mac": "52:54:00:00:00:01", "name": "x", "ip": "x"}]},
+     "network 'hs-net' host 'x': ip 'x' is not an IPv4 address"),
+    ({"gateway": "10.77.0"}, "network 'hs-net': gateway '10.77.0' is not an IPv4 address"),
+    ({"dhcp_range": ["10.77.0.100", "ten"]}, "network 'hs-net': dhcp_range address 'ten' is not an IPv4 address"),
+    ({"dns_hosts": [{"ip": "::1", "hostnames": ["a"]}]}, "network 'hs-net' dns host 0: ip '::1' is not an IPv4"),
+    ({"dns_hosts": [{"ip": "10.77.0.9", "hostnames": []}]}, "dns host 0 \\(10.77.0.9\\): hostnames must list"),
+    ({"hosts": [{"mac": "52:54:00:00:01", "name": "x", "ip": "10.77.0.5"}]},
+     "network 'hs-net' host 'x': mac '52:54:00:00:01' is not a MAC address"),
+    ({"uuid": "1234"}, "network 'hs-net': uuid '1234' is not a UUID"),
+])
+def test_network_addresses_are_checked_with_the_field_named(over, message):
+    with pytest.raises(lx.XmlSpecError, match=message):
+        lx.network_xml(net_spec(**over))
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"uuid": "nope"}, "domain 'hpc-compute-01': uuid 'nope' is not a UUID"),
+    ({"nics": [{"network": "hs-net", "mac": "52:54:00:zz:00:01"}]},
+     "domain 'hpc-compute-01' nic 0: mac '52:54:00:zz:00:01' is not a MAC address"),
+    ({"gpus": [{"kind": "mdev", "uuid": "1"}]}, "domain 'hpc-compute-01' gpu 0 \\(mdev\\): uuid '1' is not a UUID"),
+    ({"gpus": [{"kind": "vf", "address": {"bus": "zz"}}]}, "gpu 0 \\(vf\\): PCI address .* must have hex"),
+])
+def test_domain_ids_are_checked_with_the_field_named(over, message):
+    with pytest.raises(lx.XmlSpecError, match=message):
+        lx.domain_xml(base_spec(**over))

@@ -76,7 +76,7 @@ def test_bad_profile_and_ci_form_name_the_valid_ones():
 
 def test_device_filter_and_devices_select_gpus(tmp_path):
     s = sim(tmp_path, "A100-80GB", "H100-80GB", "A100-80GB")
-    targets, _unused = mig_layout.targets_from_mig_parted(s, cfg([
+    targets, _unused, _none = mig_layout.targets_from_mig_parted(s, cfg([
         {"device-filter": "0x20B210DE", "devices": [2], "mig-enabled": True, "mig-devices": {"7g.80gb": 1}},
         {"device-filter": ["0x233010DE"], "devices": "all", "mig-enabled": True, "mig-devices": {"3g.40gb": 2}}]),
         "x")
@@ -84,14 +84,14 @@ def test_device_filter_and_devices_select_gpus(tmp_path):
     assert targets[2].groups == [("7g.80gb", [7], None)]
     assert targets[1].groups == [("3g.40gb", [3], None)] * 2
     s2 = sim(tmp_path / "sub", "A100-80GB")
-    targets, _unused = mig_layout.targets_from_mig_parted(s2, cfg([
+    targets, _unused, _none = mig_layout.targets_from_mig_parted(s2, cfg([
         {"device-filter": "0x20B210DE:0x12345678", "devices": "all", "mig-enabled": False}]), "x")
     assert targets == {}  # the subsystem id does not match
 
 
 def test_last_matching_entry_wins_with_warning(tmp_path):
     s = sim(tmp_path, "A100-80GB")
-    targets, warnings = mig_layout.targets_from_mig_parted(s, cfg([
+    targets, warnings, _none = mig_layout.targets_from_mig_parted(s, cfg([
         {"devices": "all", "mig-enabled": True, "mig-devices": {"7g.80gb": 1}},
         {"devices": [0], "mig-enabled": True, "mig-devices": {"3g.40gb": 1}}]), "x")
     assert targets[0].groups == [("3g.40gb", [3], None)]
@@ -125,7 +125,7 @@ def test_explicit_overlap_is_infeasible(tmp_path):
 
 def test_infeasible_mig_parted_request_gives_solver_reason(tmp_path):
     s = sim(tmp_path, "A100-80GB")
-    targets, _unused = mig_layout.targets_from_mig_parted(
+    targets, _unused, _none = mig_layout.targets_from_mig_parted(
         s, cfg([{"devices": "all", "mig-enabled": True, "mig-devices": {"4g.40gb": 1, "3g.40gb": 1, "1g.10gb": 1}}]),
         "x")
     with pytest.raises(HyperscalerError) as err:
@@ -138,7 +138,7 @@ def test_existing_instances_stay_in_place(tmp_path):
     s.create_gpu_instance(0, 19, (5, 1))
     gi = s.all_gpu_instances(0)[0]
     s.create_compute_instance(0, gi.id, 0)
-    targets, _unused = mig_layout.targets_from_mig_parted(
+    targets, _unused, _none = mig_layout.targets_from_mig_parted(
         s, cfg([{"devices": "all", "mig-enabled": True, "mig-devices": {"1g.10gb": 1, "3g.40gb": 1}}]), "x")
     result = mig_layout.converge(s, targets)
     assert not any("destroy" in a for a in result["actions"])
@@ -234,3 +234,73 @@ def test_save_keeps_other_gpus(tmp_path):
     assert len(json.load(open(path))["gpus"]) == 1  # check mode writes nothing
     mig_layout.save_layout(path, two)
     assert [g["pci_address"] for g in json.load(open(path))["gpus"]] == ["0000:01:00.0", "0000:02:00.0"]
+
+
+# ---------------------------------------------------------------- inputs and state files (issue #10)
+def test_entries_that_select_no_gpu_are_returned_and_warned(tmp_path):
+    s = sim(tmp_path, "A100-80GB", "T4")
+    config = cfg([{"device-filter": "0x20B210DE", "devices": "all", "mig-enabled": True, "mig-devices": {}},
+                  {"device-filter": ["0x233010DE", "0x233110DE:0x16C110DE"], "devices": [0, 1], "mig-enabled": False}])
+    result = mig_layout.run(s, mig_config=config, selected_config="x", persist_path=None)
+    assert result["unmatched_entries"] == [
+        {"entry": "mig-configs.x[1]", "selects": "device-filter [0x233010DE, 0x233110DE:0x16C110DE], devices [0, 1]"}]
+    assert result["warnings"] == [
+        "mig-configs.x[1] (device-filter [0x233010DE, 0x233110DE:0x16C110DE], devices [0, 1]) selects no GPU on "
+        "this host and is not applied; GPUs here (index: PCI address, device-filter id): 0: 0000:65:00.0 "
+        "0x20B210DE, 1: 0000:66:00.0 0x1EB810DE"]
+
+
+def test_unknown_real_gpu_fails_listing_the_known_models(tmp_path):
+    class UnknownCard(SimulatedNvml):
+        """What the real backend returns for a GPU the catalog does not know."""
+
+        def pci_info(self, index):
+            info = SimulatedNvml.pci_info(self, index)
+            return dict(info, device_id=0x268410DE)
+
+        def name(self, index):
+            return "NVIDIA GeForce RTX 4090"
+    s = UnknownCard(str(tmp_path / "state.json"), spec=["T4"])
+    with pytest.raises(HyperscalerError) as err:
+        mig_layout.run(s, mig_config=cfg([{"devices": "all", "mig-enabled": False}]), selected_config="x",
+                       persist_path=None)
+    assert "GPU 0 (0000:17:00.0, PCI device id 0x2684): unknown GPU model 'NVIDIA GeForce RTX 4090'; " \
+           "known models: NVIDIA A100 40GB" in err.value.msg
+    assert "a device-filter can leave it out" in err.value.msg
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"version: v1\nmig-configs: {x: [\n", "is not valid YAML (line 3, column 1)"),
+    (b"\xef\xbb\xbfversion: v1\n\xc3\x28\n", "is not UTF-8 text (byte 0xc3 at line 2, column 1)"),
+    (b"just a string\n", "must hold a mig-parted config mapping (version: v1, mig-configs: ...), not a string"),
+])
+def test_load_mig_parted_file_names_the_file(tmp_path, content, needle):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(HyperscalerError) as err:
+        mig_layout.load_mig_parted_file(str(path))
+    assert err.value.msg.startswith("mig_config_file: %s " % path) and needle in err.value.msg
+
+
+def test_load_layout_messages_name_the_file(tmp_path):
+    path = tmp_path / "saved.json"
+    for content, needle in (("[]", "must hold a JSON object"), ('{"version": 2}', "has no version 1 gpus list")):
+        path.write_text(content)
+        with pytest.raises(HyperscalerError) as err:
+            mig_layout.load_layout(str(path))
+        assert err.value.msg.startswith("the MIG layout file %s " % path) and needle in err.value.msg
+
+
+def test_save_layout_refuses_unwritable_paths_in_check_mode_too(tmp_path):
+    (tmp_path / "f").write_text("")
+    doc = {"version": 1, "gpus": [{"pci_address": "0000:01:00.0", "model": "m", "mig_enabled": True,
+                                   "instances": []}]}
+    for check_mode in (True, False):
+        with pytest.raises(HyperscalerError) as err:
+            mig_layout.save_layout(str(tmp_path / "f" / "l.json"), doc, check_mode=check_mode)
+        bad = tmp_path / "f" / "l.json"
+        assert "persist_path: %s cannot be written: %s is a regular file" % (bad, tmp_path / "f") in err.value.msg
+    # an unreadable old file is replaced, not fatal (it is ours, and the new layout is what counts)
+    (tmp_path / "l.json").write_text('{"version": 1, "gpus": [17, {"no": "address"}]}')
+    assert mig_layout.save_layout(str(tmp_path / "l.json"), doc)
+    assert mig_layout.load_layout(str(tmp_path / "l.json"))["gpus"] == doc["gpus"]

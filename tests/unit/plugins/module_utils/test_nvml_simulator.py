@@ -14,7 +14,7 @@ EIGHT_SLICE = {0: (19, 7, (0, 1, 2, 3, 4, 5, 6), 1), 7: (20, 1, (0, 1, 2, 3, 4, 
 A30 = {0: (14, 4, (0, 1, 2, 3), 1), 7: (21, 1, (0, 1, 2, 3), 1), 1: (5, 2, (0, 2), 2),
        8: (6, 1, (0, 2), 2), 3: (0, 1, (0,), 4)}
 TABLES = dict([(k, EIGHT_SLICE) for k in ("A100-40GB", "A100-80GB", "H100-80GB", "H100-94GB-NVL",
-                                          "H200-141GB", "B200")] + [("A30", A30)])
+                                          "H200-141GB", "B200", "GH200-96GB")] + [("A30", A30)])
 
 
 def sim_for(tmp_path, model, enabled=True, **extra):
@@ -246,3 +246,82 @@ def test_fault_injection_fires_after_n_calls_once(tmp_path):
     assert len(sim.all_gpu_instances(0)) == 3
     reloaded = SimulatedNvml(sim.path)
     assert reloaded.state["faults"][0]["fired"] == 1
+
+
+# ---------------------------------------------------------------- bad spec and bad state files (issue #10)
+def test_h200_nvl_reports_its_own_pci_id_and_name(tmp_path):
+    sim = SimulatedNvml(str(tmp_path / "s.json"), spec=["NVIDIA H200 NVL", "NVIDIA H200", {"model": "0x233b"}])
+    ids = [sim.pci_info(i)["device_id"] for i in range(3)]
+    assert ids == [0x233B10DE, 0x233510DE, 0x233B10DE]
+    assert [sim.name(i) for i in range(3)] == ["NVIDIA H200 NVL", "NVIDIA H200", "NVIDIA H200 NVL"]
+    assert [g["model"] for g in sim.state["gpus"]] == ["H200-141GB"] * 3  # one model: same MIG geometry
+    again = SimulatedNvml(sim.path)  # the variant is part of the state file
+    assert again.pci_info(0)["device_id"] == 0x233B10DE
+
+
+def test_state_files_without_a_device_id_still_load(tmp_path):
+    path = tmp_path / "old.json"
+    state = SimulatedNvml(str(path), spec=["A100-80GB"]).snapshot()
+    del state["gpus"][0]["pci_device_id"]
+    path.write_text(json.dumps(state))
+    assert SimulatedNvml(str(path)).pci_info(0)["device_id"] == 0x20B210DE  # the model's first id, as before
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ([{"model": "NVIDIA GH200 144GB"}], "simulator_spec[0].model: unknown GPU model 'NVIDIA GH200 144GB'; "
+                                        "known models: NVIDIA A100 40GB"),
+    (["A100-80GB", 42], "simulator_spec[1].model: GPU model must be a non-empty string, not 42"),
+    ([{"pci_address": "0000:65:00.0"}], "simulator_spec[0]: model is required"),
+    ([{"model": "T4", "pci_address": "zz"}], "simulator_spec[0].pci_address 'zz' is not a PCI address"),
+    (["T4", {"model": "T4", "pci_address": "0000:17:00.0"}],
+     "simulator_spec[1].pci_address 0000:17:00.0 is already used by simulator_spec[0]"),
+    ([{"model": "T4", "subsystem_id": "x"}], "simulator_spec[0].subsystem_id 'x' is not a number"),
+    ({"gpus": "A100"}, "simulator_spec must be a list of GPUs, not a string"),
+])
+def test_bad_spec_is_refused_naming_the_entry(tmp_path, spec, needle):
+    with pytest.raises(nb.BackendInputError) as exc:
+        SimulatedNvml(str(tmp_path / "s.json"), spec=spec)
+    assert needle in exc.value.msg
+    assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("", "is not valid JSON (line 1, column 1)"),
+    ("null", "must hold a JSON object ({...}), not null"),
+    ('{"version": 1, "gpus": [], "faults": {}}', ": faults must be a list of objects"),
+    ('{"version": 1, "gpus": [7]}', ": gpus[0] is a number, not an object"),
+    ('{"version": 1, "gpus": [{"model": "T4", "pci_bus_id": "0000:17:00.0", "uuid": "GPU-1", '
+     '"mig": {"current": 0, "pending": 0}, "gpu_instances": [], "processes": []}]}',
+     ": gpus[0].mig must be null: Tesla T4 does not support MIG"),
+    ('{"version": 1, "gpus": [{"model": "A100-80GB", "pci_bus_id": "0000:65:00.0", "uuid": "GPU-1", '
+     '"mig": null, "gpu_instances": [], "processes": []}]}', ': gpus[0].mig must be {"current": 0|1'),
+    ('{"version": 1, "gpus": [{"model": "A100-80GB", "pci_bus_id": "0000:65:00.0", "uuid": "GPU-1", '
+     '"pci_device_id": "0x2335", "mig": {"current": 0, "pending": 0}, "gpu_instances": [], "processes": []}]}',
+     ": gpus[0].pci_device_id '0x2335' is not a PCI device id of NVIDIA A100 80GB"),
+    ('{"version": 1, "gpus": [{"model": "T4", "pci_bus_id": "0000:17:00.0", "uuid": "GPU-1", "mig": null, '
+     '"gpu_instances": [], "processes": [{"pid": "1"}]}]}', ": gpus[0].processes[0] needs an integer pid"),
+])
+def test_bad_state_file_is_refused_naming_the_field(tmp_path, content, needle):
+    path = tmp_path / "s.json"
+    path.write_text(content)
+    with pytest.raises(nb.BackendInputError) as exc:
+        SimulatedNvml(str(path))
+    assert exc.value.msg.startswith("simulator_state: %s" % path)
+    assert needle in exc.value.msg
+
+
+def test_state_that_cannot_be_written_is_reported(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(nb.BackendInputError) as exc:
+        SimulatedNvml(str(tmp_path / "file" / "s.json"), spec=["T4"])
+    state = tmp_path / "file" / "s.json"
+    assert "simulator_state: %s cannot be written: %s is a regular file" % (state, tmp_path / "file") \
+        in exc.value.msg
+    # in check mode nothing is written, so the same spec works in memory
+    assert SimulatedNvml(str(tmp_path / "file" / "s.json"), spec=["T4"], write_new=False).device_count() == 1
+
+
+def test_backend_input_errors_are_nvml_errors_for_the_restore_script(tmp_path):
+    # scripts/hyperscaler-gpu-restore catches NvmlError around make_backend
+    with pytest.raises(nb.NvmlError):
+        nb.make_backend("simulator", str(tmp_path / "absent.json"))

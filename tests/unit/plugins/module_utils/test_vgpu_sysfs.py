@@ -406,3 +406,47 @@ def test_we_read_definitions_written_by_real_mdevctl(lab):
     assert out.returncode == 0, out.stderr
     d = sysfs(lab).definitions()[uid]
     assert (d["parent"], d["mdev_type"], d["start"], d["attrs"]) == (V100, "nvidia-182", "manual", [])
+
+
+# ---------------------------------------------------------------- state files and roots (issue #10)
+def test_ownership_record_is_checked(lab):
+    fs = sysfs(lab)
+    path = fs.record_path()
+    assert fs.load_record() == {}
+    os.makedirs(os.path.dirname(path))
+    for content, needle in (('{"devices": "x"}', "devices must map each UUID to an object, not a string"),
+                            ("[]", "must hold a JSON object ({...}), not an array"),
+                            ("{", "is not valid JSON (line 1, column 2)")):
+        with open(path, "w") as f:
+            f.write(content)
+        with pytest.raises(HyperscalerError) as exc:
+            fs.load_record()
+        assert exc.value.msg.startswith("the vGPU ownership record %s" % path) and needle in exc.value.msg
+    os.unlink(path)
+    os.symlink(os.path.join(lab.root, "nowhere"), path)  # a dangling link is not "no record"
+    with pytest.raises(HyperscalerError, match="does not exist"):
+        fs.load_record()
+
+
+def test_definitions_skip_what_mdevctl_would_not_load(lab):
+    fs = sysfs(lab)
+    uid = stable_uuid("lab", "x", 0)
+    fs.write_definition(A100.replace("00.0", "00.4"), uid, "nvidia-558", "auto")
+    bad_dir = os.path.join(lab.root, vs.MDEVCTL_DIR, "0000:41:00.5")
+    os.makedirs(bad_dir)
+    for name, content in ((stable_uuid("lab", "y", 0), "[1]"), (stable_uuid("lab", "z", 0), "\\xff"),
+                          ("not-a-uuid", "{}")):
+        with open(os.path.join(bad_dir, name), "w") as f:
+            f.write(content)
+    assert list(fs.definitions()) == [uid]
+
+
+def test_check_roots(tmp_path):
+    vs.check_roots(str(tmp_path))
+    with pytest.raises(HyperscalerError, match="sysfs_root: .*/nope does not exist"):
+        vs.check_roots(str(tmp_path / "nope"))
+    (tmp_path / "f").write_text("")
+    with pytest.raises(HyperscalerError, match="sysfs_root: .*/f is not a directory"):
+        vs.check_roots(str(tmp_path / "f"))
+    with pytest.raises(HyperscalerError, match="proc_root: .*/nope does not exist"):
+        vs.check_roots(str(tmp_path), str(tmp_path / "nope"))

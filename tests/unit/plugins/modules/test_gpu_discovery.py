@@ -2,8 +2,11 @@
 import json
 import os
 
+import pytest
+
 from ansible_collections.aihow.hyperscaler.plugins.modules import gpu_discovery
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_simulator import SimulatedNvml
+from helpers import assert_clean_failure
 
 
 def pci_dev(root, bdf, device, vendor="0x10de", cls="0x030200", driver="nvidia", group=42, vfs=None, physfn=False):
@@ -89,3 +92,59 @@ def test_output_fits_cluster_yaml_device_shape(tmp_path, run_module):
         entry = dict((k, v) for k, v in dev.items() if k != "facts")
         jsonschema.validate(entry, device_schema)
         assert set(entry) <= {"id", "pci_address", "model", "mig_capable", "allowed_mig_profiles"}
+
+
+# ---------------------------------------------------------------- bad arguments and host state (issue #10)
+@pytest.mark.parametrize("content,needle", [
+    ("{garbage", "is not valid JSON (line 1, column 2)"),
+    ("[1, 2]", "must hold a JSON object ({...}), not an array"),
+    (b"\xfe", "is not UTF-8 text"),
+    ('{"version": 1, "gpus": [{"model": "A100-80GB"}]}', "gpus[0].pci_bus_id None is not a normalised PCI address"),
+    (None, "is a directory, not a file"),
+])
+def test_bad_simulator_state_fails_instead_of_falling_back(tmp_path, run_module, content, needle):
+    state = tmp_path / "sim.json"
+    if content is None:
+        state.mkdir()
+    elif isinstance(content, bytes):
+        state.write_bytes(content)
+    else:
+        state.write_text(content)
+    result, failed = run_module(gpu_discovery.main, {"backend": "simulator", "simulator_state": str(state),
+                                                     "sysfs_root": str(tmp_path)})
+    assert_clean_failure(result, failed, "simulator_state: %s" % state, needle)
+
+
+def test_missing_simulator_state_fails(tmp_path, run_module):
+    state = tmp_path / "absent.json"
+    result, failed = run_module(gpu_discovery.main, {"backend": "simulator", "simulator_state": str(state),
+                                                     "sysfs_root": str(tmp_path)})
+    assert_clean_failure(result, failed, "simulator_state: %s does not exist" % state)
+
+
+def test_sysfs_root_must_exist(tmp_path, run_module):
+    missing = tmp_path / "nope"
+    result, failed = run_module(gpu_discovery.main, {"backend": "none", "sysfs_root": str(missing)})
+    assert_clean_failure(result, failed, "sysfs_root: %s does not exist" % missing, "sys/bus/pci/devices")
+    afile = tmp_path / "file"
+    afile.write_text("")
+    result, failed = run_module(gpu_discovery.main, {"backend": "none", "sysfs_root": str(afile)})
+    assert_clean_failure(result, failed, "sysfs_root: %s is not a directory" % afile)
+
+
+def test_simulated_h200_nvl_reports_its_own_pci_id(tmp_path, run_module):
+    state = str(tmp_path / "sim.json")
+    SimulatedNvml(state, spec=[{"model": "NVIDIA H200 NVL", "pci_address": "0000:06:00.0"},
+                               {"model": "H200-141GB", "pci_address": "0000:07:00.0"},
+                               {"model": "0x2342", "pci_address": "0009:01:00.0"}])
+    result, failed = run_module(gpu_discovery.main, {"backend": "simulator", "simulator_state": state,
+                                                     "sysfs_root": str(tmp_path)})
+    assert not failed, result
+    nvl, sxm, gh200 = result["devices"]
+    assert (nvl["facts"]["pci_device_id"], nvl["facts"]["name"], nvl["facts"]["model_key"]) == \
+        ("0x233b", "NVIDIA H200 NVL", "H200-141GB")
+    assert (sxm["facts"]["pci_device_id"], sxm["facts"]["name"]) == ("0x2335", "NVIDIA H200")
+    assert (gh200["model"], gh200["facts"]["pci_device_id"], gh200["facts"]["memory_mb"]) == \
+        ("NVIDIA GH200 480GB", "0x2342", 97871)
+    assert gh200["allowed_mig_profiles"] == ["1g.12gb", "1g.12gb+me", "1g.24gb", "2g.24gb", "3g.48gb", "4g.48gb",
+                                             "7g.96gb"]

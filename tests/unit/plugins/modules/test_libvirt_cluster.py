@@ -145,6 +145,8 @@ def test_kvm_host_gets_kvm_domains(run_module, hv, tmp_path, monkeypatch):
 def test_foreign_network_name_fails_naming_it(run_module, hv):
     a = args()
     a["networks"][0]["name"] = "lab-net"
+    for dom in a["domains"]:  # the NICs follow the rename, so only the ownership is wrong
+        dom["nics"][0]["network"] = "lab-net"
     result, failed = run_module(libvirt_cluster.main, a)
     assert failed and "network 'lab-net' is not owned" in result["msg"]
 
@@ -300,3 +302,92 @@ def test_ssh_netns_probes_from_the_namespace(run_module, hv, monkeypatch):
     result, failed = run_module(libvirt_cluster.main, a)
     assert not failed, result
     assert sorted(seen) == [("hs-lab", "10.66.0.10", 22), ("hs-lab", "10.66.0.20", 22)]
+
+
+# ---------------------------------------------------------------- bad arguments (issue #10)
+def assert_clean_failure(result, failed, *needles):
+    assert failed, result
+    assert "internal error" not in result["msg"] and "exception" not in result, result
+    for needle in needles:
+        assert needle in result["msg"], (needle, result["msg"])
+
+
+def net(**over):
+    n = {"name": "hs-mod-net", "subnet": "10.66.0.0/24",
+         "hosts": [{"mac": "52:54:00:66:00:01", "name": "k8s-cp", "ip": "10.66.0.10"}]}
+    n.update(over)
+    return n
+
+
+def nothing_defined(hv):
+    assert [d.name() for d in hv.listAllDomains()] == ["test"]
+    assert not [n.name() for n in hv.listAllNetworks() if n.name().startswith("hs-")]
+
+
+@pytest.mark.parametrize("network,needles", [
+    (net(hosts=[{"mac": "52:54:00:66:00:01", "name": "k8s-cp", "ip": "x"}]),
+     ["network 'hs-mod-net' host 'k8s-cp': ip 'x' is not an IPv4 address"]),
+    (net(gateway="x"), ["network 'hs-mod-net': gateway 'x' is not an IPv4 address"]),
+    (net(dhcp_range=["10.66.0.100", "x"]), ["network 'hs-mod-net': dhcp_range address 'x' is not an IPv4 address"]),
+    (net(dns_hosts=[{"ip": "10.66.0.300", "hostnames": ["a"]}]),
+     ["network 'hs-mod-net' dns host 0: ip '10.66.0.300' is not an IPv4 address"]),
+    (net(hosts=[{"mac": "52-54-00", "name": "k8s-cp", "ip": "10.66.0.10"}]),
+     ["network 'hs-mod-net' host 'k8s-cp': mac '52-54-00' is not a MAC address"]),
+    (net(uuid="not-a-uuid"), ["network 'hs-mod-net': uuid 'not-a-uuid' is not a UUID"]),
+])
+def test_bad_network_addresses_fail_before_anything_changes(run_module, hv, network, needles):
+    result, failed = run_module(libvirt_cluster.main, args(networks=[network]))
+    assert_clean_failure(result, failed, *needles)
+    nothing_defined(hv)
+
+
+@pytest.mark.parametrize("change,needles", [
+    ({"uuid": "zz"}, ["domain 'k8s-cp': uuid 'zz' is not a UUID"]),
+    ({"nics": [{"network": "hs-mod-net", "mac": "zz"}]}, ["domain 'k8s-cp' nic 0: mac 'zz' is not a MAC address"]),
+    ({"gpus": [{"kind": "pci", "address": "x"}]}, ["domain 'k8s-cp' gpu 0 (pci): PCI address 'x' is not of the form"]),
+    ({"gpus": [{"kind": "mdev", "uuid": "x"}]}, ["domain 'k8s-cp' gpu 0 (mdev): uuid 'x' is not a UUID"]),
+])
+def test_bad_domain_fields_fail_naming_the_domain(run_module, hv, change, needles):
+    a = args()
+    a["domains"][0].update(change)
+    result, failed = run_module(libvirt_cluster.main, a)
+    assert_clean_failure(result, failed, *needles)
+    nothing_defined(hv)
+
+
+def test_nic_on_a_network_the_task_does_not_define(run_module, hv):
+    a = args()
+    a["domains"][1]["nics"] = [{"network": "hs-mod-net"}, {"network": "hs-other-net"}]
+    for check_mode in (True, False):
+        result, failed = run_module(libvirt_cluster.main, a, check_mode=check_mode)
+        assert_clean_failure(result, failed, "domain 'k8s-worker' nic 1: network 'hs-other-net'",
+                             "neither defined by this task (networks: hs-mod-net) nor present in libvirt")
+        nothing_defined(hv)
+    # A network libvirt already has (the test driver's 'default') is fine to attach to.
+    a["domains"][1]["nics"] = [{"network": "hs-mod-net"}, {"network": "default"}]
+    result, failed = run_module(libvirt_cluster.main, a)
+    assert not failed, result
+
+
+def test_non_utf8_config_fails_naming_the_file(run_module, hv, tmp_path):
+    bad = tmp_path / "latin1.yml"
+    bad.write_bytes(b"version: '1.0'\nmetadata: {name: caf\xe9}\n")
+    result, failed = run_module(libvirt_cluster.main, {"uri": URI, "config": str(bad)})
+    # config_model raises ConfigError naming the file and the line; module_specs turns it into fail_json.
+    assert_clean_failure(result, failed, str(bad), "line 2", "UTF-8")
+    assert result["issues"] and result["issues"][0]["line"] == 2
+
+
+def test_seed_dir_below_a_regular_file(run_module, hv, cluster_yaml, tmp_path):
+    (tmp_path / "afile").write_text("")
+    seed_dir = tmp_path / "afile" / "seed"
+    try:
+        for check_mode in (True, False):  # check mode predicts it
+            result, failed = run_module(libvirt_cluster.main, config_args(cluster_yaml, tmp_path, state="present",
+                                                                          seed_dir=str(seed_dir)),
+                                        check_mode=check_mode)
+            assert_clean_failure(result, failed, "seed_dir: %s/" % seed_dir, "cannot be written",
+                                 "%s is a regular file, not a directory" % (tmp_path / "afile"))
+            nothing_defined(hv)
+    finally:
+        _drop_pool(hv, "hs-lab-pool")

@@ -1,6 +1,8 @@
 """mig_partition module over the NVML simulator: check mode, idempotence, diff, rollback, errors."""
 import json
 
+import pytest
+
 from ansible_collections.aihow.hyperscaler.plugins.modules import mig_partition
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_simulator import SimulatedNvml
 
@@ -158,3 +160,135 @@ def test_real_backend_without_pynvml_fails_cleanly(tmp_path, run_module, monkeyp
     result, failed = run_module(mig_partition.main, {"mig_config": CONFIG, "selected_config": "balanced",
                                                      "persist_path": ""})
     assert failed and "cannot open NVML" in result["msg"] and "nvidia-ml-py" in result["msg"]
+
+
+# ---------------------------------------------------------------- bad arguments and host state (issue #10)
+def assert_clean_failure(result, failed, *needles):
+    """A user error: failed, the message names what to fix, and it is not a traceback."""
+    assert failed, result
+    assert "internal error" not in result["msg"] and "exception" not in result, result
+    for needle in needles:
+        assert needle in result["msg"], (needle, result["msg"])
+
+
+def layout_args(tmp_path, **extra):
+    return args(tmp_path, mig_config=None, selected_config=None,
+                layout=[{"pci_address": "0000:65:00.0", "instances": [{"profile": "7g.80gb"}]}], **extra)
+
+
+@pytest.mark.parametrize("content,needles", [
+    ("{garbage", ["is not valid JSON (line 1, column 2)"]),
+    ("[1, 2]", ["must hold a JSON object", "not an array"]),
+    (b"\xff\xfe{}", ["is not UTF-8 text (byte 0xff at line 1, column 1)"]),
+    ('{"version": 7, "gpus": []}', ["has version 7, expected 1"]),
+    ('{"version": 1, "gpus": "A100"}', ["has no gpus list"]),
+    ('{"version": 1, "gpus": [{"model": "NVIDIA GH200 144GB", "pci_bus_id": "0000:65:00.0", "uuid": "GPU-1",'
+     ' "mig": null, "gpu_instances": [], "processes": []}]}', ["gpus[0].model", "known models: NVIDIA A100 40GB"]),
+    ('{"version": 1, "gpus": [{"model": "A100-80GB", "pci_bus_id": "0000:65:00.0", "uuid": "GPU-1",'
+     ' "mig": {"current": 1, "pending": 1}, "gpu_instances": [{"id": "two"}], "processes": []}]}',
+     ["gpus[0].gpu_instances[0] needs integer id"]),
+])
+def test_bad_simulator_state_file_fails_naming_it(tmp_path, run_module, content, needles):
+    path = tmp_path / "sim.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    result, failed = run_module(mig_partition.main, layout_args(tmp_path))
+    assert_clean_failure(result, failed, "simulator_state: %s" % path, *needles)
+
+
+def test_simulator_state_that_is_a_directory(tmp_path, run_module):
+    (tmp_path / "sim.json").mkdir()
+    result, failed = run_module(mig_partition.main, layout_args(tmp_path))
+    assert_clean_failure(result, failed, "simulator_state: %s is a directory, not a file" % (tmp_path / "sim.json"))
+
+
+def test_unknown_simulator_gpu_lists_the_known_models(tmp_path, run_module):
+    result, failed = run_module(mig_partition.main, layout_args(
+        tmp_path, simulator_spec=[{"model": "A100-80GB"}, {"model": "NVIDIA GH200 144GB"}]))
+    assert_clean_failure(result, failed, "simulator_spec[1].model", "unknown GPU model 'NVIDIA GH200 144GB'",
+                         "known models:", "NVIDIA GH200 480GB", "NVIDIA H200")
+    assert not (tmp_path / "sim.json").exists()  # nothing was created from a bad spec
+    result, failed = run_module(mig_partition.main, layout_args(tmp_path, simulator_spec=[{"pci_address": "x"}]))
+    assert_clean_failure(result, failed, "simulator_spec[0]: model is required")
+    result, failed = run_module(mig_partition.main, layout_args(
+        tmp_path, simulator_spec=[{"model": "A100-80GB", "pci_address": "65-00-0"}]))
+    assert_clean_failure(result, failed, "simulator_spec[0].pci_address '65-00-0' is not a PCI address")
+
+
+def test_gh200_is_partitioned_like_the_mig_user_guide_says(tmp_path, run_module):
+    spec = [{"model": "NVIDIA GH200 480GB", "pci_address": "0009:01:00.0", "mig_enabled": True}]
+    layout = [{"pci_address": "0009:01:00.0", "instances": [
+        {"profile": "3g.48gb", "start": 4}, {"profile": "2g.24gb", "start": 2}, {"profile": "1g.24gb", "start": 0}]}]
+    result, failed = run_module(mig_partition.main, args(tmp_path, simulator_spec=spec, mig_config=None,
+                                                         selected_config=None, layout=layout))
+    assert not failed, result
+    gpu = result["gpus"][0]
+    assert gpu["model"] == "NVIDIA GH200 480GB"
+    assert [(i["profile"], i["start"], i["size"]) for i in gpu["instances"]] == [
+        ("1g.24gb", 0, 2), ("2g.24gb", 2, 2), ("3g.48gb", 4, 4)]
+
+
+def test_mig_config_file_problems_name_the_file(tmp_path, run_module):
+    path = tmp_path / "config.yaml"
+
+    def run_file(**extra):
+        return run_module(mig_partition.main, args(tmp_path, mig_config=None, mig_config_file=str(path),
+                                                   selected_config="all-7g", **extra))
+    path.write_bytes(b"version: v1\n# caf\xe9 (latin-1)\n")
+    assert_clean_failure(*run_file(), "mig_config_file: %s is not UTF-8 text (byte 0xe9 at line 2, column 6)" % path)
+    path.write_text("version: v1\nmig-configs: {all-7g: [\n")
+    assert_clean_failure(*run_file(), "mig_config_file: %s is not valid YAML (line 3, column 1)" % path)
+    path.write_text("- version: v1\n")
+    assert_clean_failure(*run_file(), "mig_config_file: %s must hold a mig-parted config mapping" % path,
+                         "not an array")
+    missing = tmp_path / "missing.yaml"
+    result, failed = run_module(mig_partition.main, args(tmp_path, mig_config=None, mig_config_file=str(missing),
+                                                         selected_config="x"))
+    assert_clean_failure(result, failed, "mig_config_file: %s does not exist" % missing)
+    assert not (tmp_path / "sim.json").exists()  # the config is read before the backend is touched
+
+
+def test_persist_path_below_a_regular_file(tmp_path, run_module):
+    (tmp_path / "somefile").write_text("not a directory\n")
+    bad = tmp_path / "somefile" / "x.json"
+    for check_mode in (True, False):  # check mode predicts the failure
+        result, failed = run_module(mig_partition.main, layout_args(tmp_path, persist_path=str(bad)),
+                                    check_mode=check_mode)
+        assert_clean_failure(result, failed, "persist_path: %s cannot be written" % bad,
+                             "%s is a regular file, not a directory" % (tmp_path / "somefile"))
+    (tmp_path / "layout-dir").mkdir()
+    result, failed = run_module(mig_partition.main, layout_args(tmp_path, persist_path=str(tmp_path / "layout-dir")))
+    assert_clean_failure(result, failed,
+                         "persist_path: %s is a directory; give a file path" % (tmp_path / "layout-dir"))
+
+
+def test_entry_matching_no_gpu_is_reported(tmp_path, run_module, monkeypatch):
+    from ansible.module_utils import basic
+    warned = []
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, msg: warned.append(msg))
+    config = {"version": "v1", "mig-configs": {"mixed": [
+        {"device-filter": "0x20B210DE", "devices": "all", "mig-enabled": True, "mig-devices": {"7g.80gb": 1}},
+        {"device-filter": ["0x233510DE"], "devices": "all", "mig-enabled": True, "mig-devices": {"7g.141gb": 1}},
+        {"devices": [7], "mig-enabled": False}]}}
+    result, failed = run_module(mig_partition.main, args(tmp_path, mig_config=config, selected_config="mixed"))
+    assert not failed, result
+    assert result["unmatched_entries"] == [
+        {"entry": "mig-configs.mixed[1]", "selects": "device-filter [0x233510DE], devices all"},
+        {"entry": "mig-configs.mixed[2]", "selects": "device-filter (none), devices [7]"}]
+    assert len(warned) == 1
+    assert "mig-configs.mixed[1] (device-filter [0x233510DE], devices all); mig-configs.mixed[2]" in warned[0]
+    assert "select no GPU on this host and are not applied" in warned[0]
+    assert "0: 0000:65:00.0 0x20B210DE" in warned[0]
+    # the layout input has no entries: nothing unmatched
+    result, failed = run_module(mig_partition.main, layout_args(tmp_path))
+    assert not failed and result["unmatched_entries"] == []
+
+
+def test_bad_compute_instance_name_in_layout(tmp_path, run_module):
+    layout = [{"pci_address": "0000:65:00.0", "instances": [{"profile": "3g.40gb", "compute_instances": ["zz"]}]}]
+    result, failed = run_module(mig_partition.main, args(tmp_path, mig_config=None, selected_config=None,
+                                                         layout=layout))
+    assert_clean_failure(result, failed, "layout[0].instances[0].compute_instances: 'zz' is not a MIG device name",
+                         "for example 1c.3g.40gb")

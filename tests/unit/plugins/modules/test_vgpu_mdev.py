@@ -9,6 +9,7 @@ from ansible_collections.aihow.hyperscaler.plugins.module_utils import vgpu_sysf
 from ansible_collections.aihow.hyperscaler.plugins.module_utils import vgpu_sysfs_sim as sim_mod
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_uuid
 from ansible_collections.aihow.hyperscaler.plugins.modules import vgpu_mdev
+from helpers import assert_clean_failure
 
 V100 = "0000:3b:00.0"
 A100 = "0000:41:00.0"
@@ -263,3 +264,64 @@ def test_simulate_is_refused_on_the_real_root(run_module):
 def test_present_requires_parent_and_type(run):
     result, failed = run(devices=[{"name": "a", "parent": V100}])
     assert failed and result["msg"] == "devices[0] (a): type is required with state=present"
+
+
+# ---------------------------------------------------------------- bad arguments and host state (issue #10)
+@pytest.mark.parametrize("content,needle", [
+    ("{bad", "is not valid JSON (line 1, column 2)"),
+    ("[1]", "must hold a JSON object ({...}), not an array"),
+    (b"\xff", "is not UTF-8 text (byte 0xff at line 1, column 1)"),
+    ('{"version": 1, "devices": [1]}', "devices must map each UUID to an object, not an array"),
+    ('{"version": 1, "devices": {"x": 1}}', "devices must map each UUID to an object, not entries that are not"),
+    (None, "is a directory, not a file"),
+])
+def test_broken_ownership_record_fails_naming_it(run, lab, content, needle):
+    path = os.path.join(lab.root, vs.RECORD_PATH)
+    os.makedirs(os.path.dirname(path))
+    if content is None:
+        os.mkdir(path)
+    else:
+        with open(path, "wb") as handle:
+            handle.write(content if isinstance(content, bytes) else content.encode())
+    result, failed = run(devices=MIXED[:1])
+    assert_clean_failure(result, failed, "the vGPU ownership record %s" % path, needle)
+    assert vs.VgpuSysfs(lab.root).devices() == []  # nothing was created
+
+
+def test_a_definition_mdevctl_would_not_load_is_ignored(run, lab):
+    run(devices=MIXED[:1])
+    uid = stable_uuid("lab", "hpc-compute-01", 0)
+    path = os.path.join(lab.root, vs.MDEVCTL_DIR, "0000:41:00.4", uid)
+    with open(path, "w") as handle:
+        handle.write("[1]")  # valid JSON, but not a definition
+    result, failed = run(devices=MIXED[:1])
+    assert not failed, result
+    assert result["changed"] and json.load(open(path))["mdev_type"] == "nvidia-558"  # rewritten
+
+
+def test_unwritable_mdevctl_dir_fails_before_any_change(run, lab):
+    import shutil
+    mdevctl = os.path.join(lab.root, vs.MDEVCTL_DIR)
+    shutil.rmtree(mdevctl)
+    with open(mdevctl, "w") as handle:
+        handle.write("not a directory\n")
+    result, failed = run(devices=MIXED[:1])
+    assert_clean_failure(result, failed, "the mdevctl definition %s/0000:41:00.4/" % mdevctl,
+                         "%s is a regular file, not a directory" % mdevctl)
+    assert vs.VgpuSysfs(lab.root).devices() == []  # checked before the mdev was created
+
+
+def test_roots_must_exist(run, run_module, lab, tmp_path):
+    # A typo must not look like "no vGPU parents", nor skip the check for devices a running VM holds.
+    missing = str(tmp_path / "nope")
+    for state_ in ("present", "absent"):
+        result, failed = run_module(vgpu_mdev.main, {"sysfs_root": missing, "state": state_, "devices": [
+            {"name": "a", "parent": A100, "type": "A100-4C"}]})
+        assert_clean_failure(result, failed, "sysfs_root: %s does not exist" % missing)
+    result, failed = run(proc_root=missing, state="absent", devices=[{"name": "viz-01"}])
+    assert_clean_failure(result, failed, "proc_root: %s does not exist" % missing)
+
+
+def test_bad_uuid_names_the_device(run, lab):
+    result, failed = run(devices=[dict(MIXED[0], uuid="nope")])
+    assert_clean_failure(result, failed, "devices[0] (hpc-compute-01): uuid 'nope' is not a UUID")
