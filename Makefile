@@ -27,6 +27,7 @@ unit: deps
 
 lint: deps
 	$(VENV)/bin/ansible-lint
+	bash tests/shellcheck.sh
 
 # The inventory source is generated so that CONFIG can be any cluster.yaml.
 run: deps

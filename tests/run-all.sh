@@ -19,6 +19,9 @@ bash tests/fresh-machine/run.sh
 step "ansible-lint (production profile)"
 ansible-lint --profile production
 
+step "shellcheck (every shell script of the checkout)"
+bash tests/shellcheck.sh
+
 step "ansible-test sanity"
 bash tests/sanity.sh
 

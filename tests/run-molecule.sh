@@ -37,7 +37,7 @@ mkdir -p .build/collections/ansible_collections/aihow
 ln -sfn "$root" .build/collections/ansible_collections/aihow/hyperscaler
 
 # Builds or reuses the image; exports CONTAINERS_CONF and HYPERSCALER_MOLECULE_IMAGE.
-# shellcheck source=molecule/build-image.sh
+# shellcheck source=tests/molecule/build-image.sh
 source tests/molecule/build-image.sh >/dev/null
 echo "image: $HYPERSCALER_MOLECULE_IMAGE"
 

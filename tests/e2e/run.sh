@@ -22,6 +22,8 @@ export ANSIBLE_CONFIG="$REPO/ansible.cfg"
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 LAB=e2e
 LAB_SCRIPT=$REPO/scripts/hyperscaler-lab
+# The lab's network namespace, as the lab script names it (not spelled here).
+NETNS=$("$LAB_SCRIPT" netns "$LAB")
 IMAGE_NAME=hpc-base
 T0=$(date +%s)
 PHASES=()
@@ -88,18 +90,18 @@ phase_end
 phase_start "site.yml: validate, host, images, GPU, lab, VMs, HPC cluster"
 ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" | tee "$WORK/site1.log"
 "$LAB_SCRIPT" status "$LAB" || fail "lab $LAB is not up after site.yml"
-ip netns list | grep -q "^hs-$LAB\b" || fail "no netns hs-$LAB"
+ip netns list | grep -q "^$NETNS\b" || fail "no netns $NETNS"
 DAEMON_PIDS="$(cat /run/aihow-hyperscaler/$LAB/libvirtd.pid) $(cat /run/aihow-hyperscaler/$LAB/virtlogd.pid)"
 # The VMs are reached through the namespace: the inventory must say so.
-ansible-inventory "${INV[@]}" --host hpc-compute-01 | grep -q "ip netns exec hs-$LAB nc" \
-  || fail "the inventory gives hpc-compute-01 no ProxyCommand through netns hs-$LAB"
+ansible-inventory "${INV[@]}" --host hpc-compute-01 | grep -q "ip netns exec $NETNS nc" \
+  || fail "the inventory gives hpc-compute-01 no ProxyCommand through netns $NETNS"
 grep -q 'hpc-controller *: ok=' "$WORK/site1.log" || fail "hpc-controller was not reached"
 for h in hpc-controller hpc-compute-01 hpc-compute-02; do
   grep -Eq "^$h +: ok=[1-9].* failed=0" "$WORK/site1.log" || fail "$h did not pass the SSH/host name checks"
 done
-QEMU_PIDS=$(ip netns pids "hs-$LAB" | xargs)
+QEMU_PIDS=$(ip netns pids "$NETNS" | xargs)
 # The README promises that the main command ends by saying how to log in and submit a job.
-grep -q "Log in:         ip netns exec hs-$LAB ssh -i $WORK/id_ed25519 hyperscaler@192.168.100.10" "$WORK/site1.log" \
+grep -q "Log in:         ip netns exec $NETNS ssh -i $WORK/id_ed25519 hyperscaler@192.168.100.10" "$WORK/site1.log" \
   || fail "site.yml did not print how to log in to the controller"
 grep -q "Run a job:      srun -N2 hostname" "$WORK/site1.log" || fail "site.yml did not print how to submit a job"
 phase_end
@@ -148,7 +150,7 @@ phase_start "nothing left"
 ETC=/var/lib/aihow-hyperscaler/lab/$LAB/etc-libvirt
 left=$(ls "$ETC"/qemu/*.xml "$ETC"/qemu/networks/*.xml "$ETC"/storage/*.xml 2>/dev/null || true)
 [ -z "$left" ] || fail "libvirt definitions left: $left"
-! ip netns list | grep -q "^hs-$LAB\b" || fail "netns hs-$LAB is still there"
+! ip netns list | grep -q "^$NETNS\b" || fail "netns $NETNS is still there"
 for pid in $DAEMON_PIDS $QEMU_PIDS; do
   ! kill -0 "$pid" 2>/dev/null || fail "process $pid ($(ps -o comm= -p "$pid")) is still running"
 done

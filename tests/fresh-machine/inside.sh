@@ -59,6 +59,23 @@ no_leftovers() {
   [ -z "$ns" ] && [ -z "$procs" ]
 }
 
+# The libvirt smoke test in the namespace of lab $1 (up), whose name the checkout's lab script gives; a
+# checkout from before `hyperscaler-lab netns` (HS_FRESH_CHECKOUT) has it in its status line.
+lab_smoke() {
+  local netns
+  netns=$(scripts/hyperscaler-lab netns "$1" 2>/dev/null) \
+    || netns=$(scripts/hyperscaler-lab status "$1" | sed -n 's/.* netns=\([^ ]*\).*/\1/p')
+  [ -n "$netns" ] || { echo "lab_smoke: no namespace name for lab $1" >&2; return 1; }
+  .venv/bin/python "$HARNESS/lab-smoke.py" "$netns"
+}
+
+# lab.yml down; a checkout from before the playbooks' prefix convention called its variable hs_lab_state.
+playbook_lab_down() {
+  local var=lab_state
+  ! grep -q hs_lab_state playbooks/lab.yml || var=hs_lab_state
+  run_playbook playbooks/lab.yml -e "$var=down"
+}
+
 # A clone has a .git (tests/sanity.sh, for one, lists files with git): the copied files as one commit.
 clone() {
   git init -q && git add -A && git -c user.name=fresh -c user.email=fresh@localhost commit -qm "fresh clone"
@@ -87,6 +104,7 @@ fi
 
 mkdir -p "$OUT/logs"
 : >"$OUT/phases.tsv"
+# shellcheck source=/dev/null  # the container's /etc/os-release, not a file of this repository
 say "checkout $PWD ($(find . -type f | wc -l) files), $(. /etc/os-release && echo "$PRETTY_NAME"), $(python3 --version)"
 say "$(dpkg-query -W -f='.' | wc -c) Debian packages before install-deps; apt sources: $(grep -v '^#' /etc/apt/sources.list)"
 
@@ -97,6 +115,11 @@ phase validate 300 make validate
 # make test's tiers that need neither the network nor a VM.
 phase unit 900 make unit
 phase ansible-lint 600 test_tier ansible-lint --profile production
+if [ -f tests/shellcheck.sh ]; then
+  phase shellcheck 120 test_tier bash tests/shellcheck.sh
+else
+  say "shellcheck: not run, the checkout has no tests/shellcheck.sh (HS_FRESH_CHECKOUT from before it)"
+fi
 phase collection-install 300 test_tier bash tests/integration/collection-install.sh
 phase gpu-simulator 600 test_tier bash tests/integration/gpu-simulator.sh
 # make run's playbooks up to lab mode, on the inventory it generates.
@@ -104,12 +127,12 @@ phase playbook-validate 300 run_playbook playbooks/validate.yml
 phase playbook-host 300 run_playbook playbooks/host.yml
 phase lab-up 120 scripts/hyperscaler-lab up fresh
 phase lab-status 30 scripts/hyperscaler-lab status fresh
-phase lab-smoke 300 .venv/bin/python "$HARNESS/lab-smoke.py" hs-fresh
+phase lab-smoke 300 lab_smoke fresh
 phase lab-down 120 scripts/hyperscaler-lab down fresh
 phase lab-leftovers 30 no_leftovers
 # make run's own way into lab mode (playbooks/lab.yml, lab_mode auto), and out again.
 phase playbook-lab-up 300 run_playbook playbooks/lab.yml
-phase playbook-lab-down 300 run_playbook playbooks/lab.yml -e hs_lab_state=down
+phase playbook-lab-down 300 playbook_lab_down
 phase playbook-lab-leftovers 30 no_leftovers
 
 echo ok >"$OUT/passed"

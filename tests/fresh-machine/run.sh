@@ -345,11 +345,13 @@ host_phase() {  # NAME LIMIT
   grep -E '^\[[0-9:]{8}\] (pristine root|apt|pip):' "$LOGS/$1.log" >&2 || true
   [ "$rc" = 0 ] || fail "$1" "$rc" "$LOGS/$1.log"
 }
+# The namespace of inside.sh's lab "fresh", as this harness's lab script names it.
+LAB_NETNS=$("$REPO_DIR/scripts/hyperscaler-lab" netns fresh)
 # This machine's side of the container's boundary: its device nodes (QEMU's are made by libvirtd in a
 # mount namespace of the container's), no lab namespace of the container's name, no mount of the run.
 host_state() {
   stat -c '%n %F %t:%T %i %Z' /dev/null /dev/zero /dev/ptmx /dev/net/tun /dev/urandom 2>&1
-  ip netns list | awk '$1 == "hs-fresh"'
+  ip netns list | awk -v ns="$LAB_NETNS" '$1 == ns'
   grep -F "$CACHE/.run-" /proc/self/mountinfo || true
 }
 

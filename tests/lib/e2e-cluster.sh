@@ -34,8 +34,8 @@ PY
   # shellcheck disable=SC2034  # used by the scripts that source this file
   INV=(-i "$work/e2e.cluster.yml")
   # The per-cluster secrets (MUNGE key, slurmdbd password) stay in the work dir too.
-  # shellcheck disable=SC2034
-  SITE_VARS=(-e "{\"hs_images\": {\"$IMAGE_NAME\": \"$IMAGE\"}}" -e "@$work/gpu-vars.yml"
+  # shellcheck disable=SC2034  # used by the scripts that source this file
+  SITE_VARS=(-e "{\"vms_images\": {\"$IMAGE_NAME\": \"$IMAGE\"}}" -e "@$work/gpu-vars.yml"
              -e "munge_key_store_dir=$work/secrets" -e "slurm_secret_store_dir=$work/secrets")
 }
 
