@@ -27,8 +27,9 @@ import _collection_import  # noqa: E402  the scripts' one way to import the chec
 
 _collection_import.enable()
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import config_model, mig_placement  # noqa: E402
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu_catalog import GPU_MODELS  # noqa: E402
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config import model as config_model  # noqa: E402
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu import placement as mig_placement
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.catalog import GPU_MODELS  # noqa: E402
 
 GPUS_PER_HOST = 8
 

@@ -12,7 +12,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # Progress notes: ansible-playbook's callback aihow.hyperscaler.progress exports HYPERSCALER_PROGRESS_FILE
-# and prints every line appended to it while the task runs (plugins/module_utils/progress.py is the
+# and prints every line appended to it while the task runs (plugins/module_utils/common/progress.py is the
 # Python twin). progress_note appends "HH:MM:SS TEXT" and does nothing without the variable or when the
 # file is gone or not writable; it never fails the caller. progress = log (stderr) + progress_note.
 progress_note() {

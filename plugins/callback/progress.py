@@ -17,7 +17,7 @@ description:
     path to the controller's environment as C(HYPERSCALER_PROGRESS_FILE). Modules and scripts that run on
     the controller's host (connection local) inherit the variable and append one line per step, so far the
     golden image build (C(images/build.sh), bash function C(progress) of C(images/lib.sh)) and the VM boot
-    of C(aihow.hyperscaler.libvirt_cluster) (Python, C(plugins/module_utils/progress.py)).
+    of C(aihow.hyperscaler.libvirt_cluster) (Python, C(plugins/module_utils/common/progress.py)).
   - While a task runs, a background thread reads the file every O(interval) seconds and prints each new
     line through Ansible's display, so the stdout callback's own output stays as it is. The thread stops at
     the next task, play or the end of the playbook; every host result flushes what is pending.
@@ -86,7 +86,7 @@ import threading
 
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.progress import ENV
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.progress import ENV
 
 _CHUNK = 1 << 16
 

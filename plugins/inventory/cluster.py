@@ -67,11 +67,11 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.unsafe_proxy import wrap_var as make_unsafe
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_model import (
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import (
     ConfigError,
     load_cluster_config,
 )
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.inventory_model import inventory_from_config
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.inventory import inventory_from_config
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):

@@ -77,13 +77,13 @@ issues:
   elements: dict
 """
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_model import (
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import (
     ConfigError,
     load_cluster_config,
 )
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_report import render_text, summary
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
-    HyperscalerError,
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.report import render_text, summary
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.errors import HyperscalerError
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.module_base import (
     HyperscalerModule,
     ModuleResult,
 )

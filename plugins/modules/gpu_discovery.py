@@ -84,11 +84,12 @@ nvml_error:
   type: str
 """
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_discovery
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
-    HyperscalerError, HyperscalerModule, ModuleResult)
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import (
-    BackendInputError, NvmlError, make_backend)
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu import discovery as gpu_discovery
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.errors import HyperscalerError
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.module_base import HyperscalerModule, ModuleResult
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml.backend import (
+    BackendInputError, NvmlError)
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml.factory import make_backend
 
 
 class GpuDiscovery(HyperscalerModule):

@@ -168,8 +168,8 @@ warnings_found:
   elements: dict
 """
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import host_checks
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.host import checks as host_checks
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.module_base import (
     HyperscalerModule,
     ModuleResult,
 )

@@ -431,12 +431,13 @@ seeds:
   sample: {/var/lib/libvirt/images/hyperscaler/lab-hpc-controller-seed.iso: written}
 """
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.module_base import (
     HyperscalerModule,
     ModuleResult,
 )
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_converge as lc
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_specs
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.libvirt import converge as libvirt_converge
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.host import accelerator
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.libvirt import specs as libvirt_specs
 
 _ACCEL = ["auto", "kvm", "tcg"]
 
@@ -452,7 +453,7 @@ class LibvirtClusterModule(HyperscalerModule):
         ssh_public_key=dict(type="str", no_log=False),
         hypervisor_host=dict(type="str"),
         ssh_netns=dict(type="str"),
-        owner_prefix=dict(type="str", default=lc.DEFAULT_OWNER_PREFIX),
+        owner_prefix=dict(type="str", default=libvirt_converge.DEFAULT_OWNER_PREFIX),
         wait_ssh=dict(type="bool", default=False),
         ssh_timeout=dict(type="int", default=300),
         stop_timeout=dict(type="int", default=60),
@@ -525,7 +526,7 @@ class LibvirtClusterModule(HyperscalerModule):
         def resolve(requested):
             if requested not in cache:
                 # Module attributes read at call time, so tests can point them at fake files.
-                cache[requested] = lc.detect_accelerator(requested, lc.CPUINFO_PATH, lc.KVM_PATH)
+                cache[requested] = accelerator.detect_accelerator(requested, accelerator.CPUINFO_PATH, accelerator.KVM_PATH)
             return cache[requested]
 
         accel, reason = resolve(requested)
@@ -555,9 +556,9 @@ class LibvirtClusterModule(HyperscalerModule):
             # Before the domains start: cloud-init reads the ISO at first boot.
             seeds, seed_changes = libvirt_specs.converge_seeds(wanted["seeds"], "present", self.check_mode)
         ssh_wait = libvirt_specs.netns_ssh_wait(p["ssh_netns"]) if p["ssh_netns"] else None
-        conn = lc.connect(p["uri"])
+        conn = libvirt_converge.connect(p["uri"])
         try:
-            result = lc.converge(
+            result = libvirt_converge.converge(
                 conn,
                 state=p["state"],
                 networks=wanted["networks"],

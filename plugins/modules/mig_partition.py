@@ -215,11 +215,14 @@ restored:
   elements: dict
 """
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import mig_layout
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
-    HyperscalerError, HyperscalerModule, ModuleResult)
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_backend import (
-    BackendInputError, NvmlError, make_backend)
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.mig import converge as mig_converge
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.mig import parted as mig_parted
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.mig import persistence as mig_persistence
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.errors import HyperscalerError
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.module_base import HyperscalerModule, ModuleResult
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml.backend import (
+    BackendInputError, NvmlError)
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml.factory import make_backend
 
 _INSTANCE = dict(
     profile=dict(type="str", required=True), start=dict(type="int"), size=dict(type="int"),
@@ -238,7 +241,7 @@ class MigPartition(HyperscalerModule):
         backend=dict(type="str", choices=["nvml", "simulator"], default="nvml"),
         simulator_state=dict(type="path"),
         simulator_spec=dict(type="list", elements="raw"),
-        persist_path=dict(type="str", default=mig_layout.DEFAULT_PERSIST_PATH),
+        persist_path=dict(type="str", default=mig_persistence.DEFAULT_PERSIST_PATH),
     )
     mutually_exclusive = [("mig_config", "mig_config_file", "layout")]
     required_one_of = [("mig_config", "mig_config_file", "layout")]
@@ -252,7 +255,7 @@ class MigPartition(HyperscalerModule):
             raise HyperscalerError("selected_config is required with mig_config or mig_config_file")
         if p["mig_config"] is not None:
             return p["mig_config"]
-        return mig_layout.load_mig_parted_file(p["mig_config_file"], "mig_config_file")
+        return mig_parted.load_mig_parted_file(p["mig_config_file"], "mig_config_file")
 
     def logic(self):
         p = self.params
@@ -265,9 +268,9 @@ class MigPartition(HyperscalerModule):
         except NvmlError as exc:
             raise HyperscalerError("cannot open NVML (%s backend): %s" % (p["backend"], exc.msg))
         try:
-            result = mig_layout.run(backend, mig_config=config, selected_config=p["selected_config"],
-                                    layout=p["layout"], check_mode=self.check_mode, allow_reset=p["allow_reset"],
-                                    persist_path=p["persist_path"] or None)
+            result = mig_converge.run(backend, mig_config=config, selected_config=p["selected_config"],
+                                      layout=p["layout"], check_mode=self.check_mode, allow_reset=p["allow_reset"],
+                                      persist_path=p["persist_path"] or None)
         except NvmlError as exc:
             raise HyperscalerError("NVML call failed: %s" % exc.msg, nvml_error=type(exc).__name__)
         finally:
@@ -277,8 +280,8 @@ class MigPartition(HyperscalerModule):
                 pass
         for warning in result["warnings"]:
             self.module.warn(warning)
-        before = dict((g["pci_address"], mig_layout.diff_view(g)) for g in result["before"])
-        after = dict((g["pci_address"], mig_layout.diff_view(g)) for g in result["after"])
+        before = dict((g["pci_address"], mig_converge.diff_view(g)) for g in result["before"])
+        after = dict((g["pci_address"], mig_converge.diff_view(g)) for g in result["after"])
         return ModuleResult(
             changed=result["changed"] or result["persist_changed"], before=before, after=after,
             gpus=result["after"], actions=result["actions"], reset_required=result["reset_required"],

@@ -182,9 +182,9 @@ removed:
 
 import os
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.module_base import (
-    HyperscalerError, HyperscalerModule, ModuleResult)
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu_sysfs import (
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.errors import HyperscalerError
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.module_base import HyperscalerModule, ModuleResult
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu.sysfs import (
     VgpuManager, VgpuSysfs, check_roots, device_view, predicted_view, wanted_devices)
 
 
@@ -214,7 +214,7 @@ class VgpuMdevModule(HyperscalerModule):
             if os.path.abspath(p["sysfs_root"]) == "/":
                 raise HyperscalerError("simulate=true needs sysfs_root pointing at a simulated tree, not /")
             # only a simulated run needs the simulator; keep it out of the production path
-            from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu_sysfs_sim import SimSysfsWriter
+            from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu.simulator import SimSysfsWriter
             writer = SimSysfsWriter(p["sysfs_root"])
         sysfs = VgpuSysfs(p["sysfs_root"], proc_root=p["proc_root"], writer=writer)
         manager = VgpuManager(sysfs, p["cluster"])

@@ -50,7 +50,7 @@ YML
 "$PY" scripts/hyperscaler-vgpu-sim "$S/sysroot" >/dev/null
 "$PY" - "$S/sysroot" <<'PY'
 import sys
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu_sysfs_sim import VgpuSim
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu.simulator import VgpuSim
 # Illustrative ids, as in the simulator's own presets; names and max instances follow the driver.
 A100D_TYPES = [{"id": tid, "name": "NVIDIA " + name, "max": count, "description": ""} for tid, name, count in (
     ("nvidia-700", "A100D-1-10C", 7), ("nvidia-701", "A100D-1-20C", 4), ("nvidia-702", "A100D-2-20C", 3),
@@ -75,8 +75,8 @@ grep -q "is installed but not enabled or started" "$S/run1.log" || fail "no log 
 check() {
   "$PY" - "$S" "$1" <<'PY'
 import json, os, sys
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import gpu_catalog
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_uuid
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu import catalog as gpu_catalog
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.identity import stable_uuid
 scratch, what = sys.argv[1:]
 errors = []
 def expect(cond, msg):
@@ -180,7 +180,7 @@ grep -Eq '^local +: ok=[0-9]+ +changed=0 +unreachable=0 +failed=0' "$S/run2.log"
 # brings the saved layout back
 "$PY" - "$S/nvml-simulator.json" <<'PY'
 import sys
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_simulator import SimulatedNvml
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml.simulator import SimulatedNvml
 sim = SimulatedNvml(sys.argv[1])
 sim.init()
 for index, gpu in enumerate(sim.state["gpus"]):
@@ -196,7 +196,7 @@ summary_restore=$(check restore) || fail "the restore script did not bring the p
 # --- a host whose GPU differs from the plan is refused before anything changes
 "$PY" - "$S/wrong-host.json" <<'PY'
 import sys
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_simulator import SimulatedNvml
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml.simulator import SimulatedNvml
 SimulatedNvml(sys.argv[1], spec=[{"model": "A100-80GB", "pci_address": "0000:65:00.0"},
                                  {"model": "A30", "pci_address": "0000:ca:00.0"}])
 PY

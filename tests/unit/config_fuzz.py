@@ -7,7 +7,7 @@ item duplicated) and on the text (a line duplicated, dropped or re-indented, byt
 a truncation, deep nesting, alias bombs). ``check(data)`` runs one case through the config model and
 everything that reads a valid model, and returns what went wrong (None when the model behaved).
 
-Used by tests/unit/plugins/module_utils/test_config_fuzz.py (a fixed budget) and by
+Used by tests/unit/plugins/module_utils/config/test_fuzz.py (a fixed budget) and by
 benchmarks/fuzz_config.py (a longer run, in docs/benchmarks.md).
 """
 import math
@@ -19,13 +19,13 @@ import traceback
 
 import yaml
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_model import (
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import (
     ClusterConfig,
     ConfigError,
     parse_cluster_config,
 )
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_report import render_text, summary
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.inventory_model import inventory_from_config
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.report import render_text, summary
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.inventory import inventory_from_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATES = ("minimal.yml", "workstation.yml", "production.yml")

@@ -7,12 +7,10 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS = os.path.join(REPO, ".build", "collections")
-LINK = os.path.join(COLLECTIONS, "ansible_collections", "aihow", "hyperscaler")
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import _collection_import  # noqa: E402  the one bootstrap, shared with the scripts and benchmarks
 
-if not os.path.exists(LINK):
-    os.makedirs(os.path.dirname(LINK), exist_ok=True)
-    os.symlink(REPO, LINK)
+COLLECTIONS = _collection_import.enable()
 os.environ.setdefault("ANSIBLE_COLLECTIONS_PATH", COLLECTIONS)
 
 from ansible.plugins.loader import init_plugin_loader  # noqa: E402

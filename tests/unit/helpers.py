@@ -5,7 +5,7 @@ import time
 
 import yaml
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_model import (
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import (
     ConfigError,
     build_cluster_config,
 )

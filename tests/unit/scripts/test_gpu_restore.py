@@ -11,8 +11,8 @@ import yaml
 
 from helpers import REPO, repo_path
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import mig_layout
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_simulator import SimulatedNvml
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.mig import converge as mig_converge
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml.simulator import SimulatedNvml
 
 SCRIPT = repo_path("scripts", "hyperscaler-gpu-restore")
 PCI = "0000:65:00.0"
@@ -46,7 +46,7 @@ def host(tmp_path):
     saved = str(tmp_path / "mig-layout.json")
     sim = SimulatedNvml(state, spec=[{"model": "A100-80GB", "pci_address": PCI, "mig_enabled": True}])
     sim.init()
-    mig_layout.run(sim, layout=[{"pci_address": PCI, "instances": WANTED}], persist_path=saved)
+    mig_converge.run(sim, layout=[{"pci_address": PCI, "instances": WANTED}], persist_path=saved)
     applied = placements(state)
     assert len(applied[1]) == 3
     return {"state": state, "saved": saved, "applied": applied, "tmp": tmp_path}
@@ -146,7 +146,8 @@ def test_installed_copy_needs_only_the_standard_library(host, tmp_path):
     for level in (lib / "ansible_collections", lib / "ansible_collections" / "aihow", pkg.parent.parent,
                   pkg.parent, pkg):
         (level / "__init__.py").write_text("")
-    for name in LIB_FILES:
+    for name in LIB_FILES:  # as the role copies them (subpackage __init__.py files are in the list)
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(repo_path("plugins", "module_utils", name), str(pkg / name))
     script = str(tmp_path / "sbin" / "hyperscaler-gpu-restore")
     os.makedirs(os.path.dirname(script))
@@ -209,24 +210,32 @@ def test_start_mdevs_failure_exits_3(host, tmp_path):
     assert "--parent 0000:65:00.5 failed (exit 1): no parent" in done.stderr
 
 
-def _collection_imports(name):
-    """module_utils names a module_utils file imports (module level and inside functions)."""
-    with open(repo_path("plugins", "module_utils", name + ".py")) as handle:
+def _collection_imports(path):
+    """module_utils files (paths below module_utils) a module_utils file imports, module level and in functions."""
+    with open(repo_path("plugins", "module_utils", path)) as handle:
         tree = ast.parse(handle.read())
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PKG):
-            rest = node.module[len(PKG):].lstrip(".")
-            found.update([rest] if rest else [alias.name for alias in node.names])
+            parts = node.module[len(PKG):].lstrip(".").split(".")
+            for alias in node.names:
+                as_module = "/".join(parts + [alias.name]) + ".py"
+                found.add(as_module if os.path.isfile(repo_path("plugins", "module_utils", as_module))
+                          else "/".join(parts) + ".py")
+    # A subpackage needs its __init__.py on the GPU host too.
+    for name in list(found):
+        parts = name.split("/")[:-1]
+        found.update("/".join(parts[:i + 1]) + "/__init__.py" for i in range(len(parts)))
     return found
 
 
 def test_the_role_copies_the_whole_import_closure():
-    """If mig_layout or the simulator gain an import, the boot-time copy must gain the file too."""
-    todo, closure = ["mig_layout", "nvml_simulator"], set()
+    """If the restore path or the simulator gain an import, the boot-time copy must gain the file too."""
+    todo, closure = ["gpu/mig/converge.py", "gpu/nvml/factory.py", "common/errors.py"], set()
     while todo:
         name = todo.pop()
         if name not in closure:
             closure.add(name)
-            todo.extend(_collection_imports(name))
-    assert sorted(n + ".py" for n in closure) == sorted(LIB_FILES)
+            if not name.endswith("__init__.py"):
+                todo.extend(_collection_imports(name))
+    assert sorted(closure) == sorted(LIB_FILES)

@@ -80,7 +80,7 @@ def test_hostile_files_exit_1_with_a_line_and_no_traceback(tmp_path):
 
 
 def test_a_run_from_a_checkout_leaves_no_temporary_directory(tmp_path):
-    # A copy of the scripts and plugins without the checkout's .build link takes the temporary-link path.
+    # A copy of the scripts and plugins without a .build link: the bootstrap makes the copy's own link.
     import shutil
     copy = tmp_path / "checkout"
     for part in ("scripts", "plugins"):
@@ -93,6 +93,7 @@ def test_a_run_from_a_checkout_leaves_no_temporary_directory(tmp_path):
                                repo_path(config)], capture_output=True, text=True, timeout=60, env=env, check=False)
         assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stderr
     assert list(temp.iterdir()) == []
+    assert os.path.realpath(str(copy / ".build/collections/ansible_collections/aihow/hyperscaler")) == str(copy)
     # From the checkout itself the .build link is used: nothing is created in TMPDIR either.
     subprocess.run([sys.executable, repo_path("scripts", "hyperscaler-config"), "validate", repo_path("config", "minimal.yml")],
                    capture_output=True, timeout=60, env=env, check=True)

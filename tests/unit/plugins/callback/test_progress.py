@@ -9,7 +9,7 @@ import pytest
 from ansible.plugins.loader import callback_loader
 from helpers import wait_until
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import progress
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common import progress
 
 ENV = progress.ENV
 

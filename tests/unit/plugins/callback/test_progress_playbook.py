@@ -58,7 +58,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 import time
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.progress import report
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.progress import report
 
 
 def main():

@@ -167,7 +167,17 @@ def test_ansible_inventory_graph_golden(name):
 def test_ansible_inventory_list_golden(name):
     done = _ansible_inventory(["-i", "config/inventory.%s.cluster.yml" % name, "--list"])
     assert done.returncode == 0, done.stderr
-    text = json.dumps(json.loads(done.stdout), indent=1, sort_keys=True).replace(REPO, "<repo>") + "\n"
+    # The local hypervisor runs modules with the Python running Ansible: wherever the venv is, that
+    # path is the machine's, not the inventory's, so it is compared as <python>.
+    with open(os.path.join(os.path.dirname(sys.executable), "ansible-inventory")) as handle:
+        python = handle.readline()[2:].strip()
+    data = json.loads(done.stdout)
+    for host_vars in data["_meta"]["hostvars"].values():
+        interpreter = host_vars.get("ansible_python_interpreter")
+        if isinstance(interpreter, dict) and interpreter.get("__ansible_unsafe") == python:
+            interpreter["__ansible_unsafe"] = "<python>"
+    text = json.dumps(data, indent=1, sort_keys=True).replace(REPO, "<repo>") + "\n"
+    assert "/.venv/" not in text, "a machine path in the golden file"
     _golden("%s.list.json" % name, text)
 
 
@@ -199,7 +209,7 @@ def _lab_config(tmp_path, mode):
     ("disabled", True, None),
 ])
 def test_lab_mode_sets_proxy_command_on_vms_only(plugin, tmp_path, monkeypatch, mode, state_file, expected):
-    from ansible_collections.aihow.hyperscaler.plugins.module_utils import inventory_model
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config import inventory as inventory_model
     root = tmp_path / "run"
     if state_file:
         (root / "lab").mkdir(parents=True)
@@ -223,8 +233,8 @@ def test_lab_mode_sets_proxy_command_on_vms_only(plugin, tmp_path, monkeypatch, 
 
 
 def test_lab_netns_name_comes_from_the_state_file(tmp_path):
-    from ansible_collections.aihow.hyperscaler.plugins.module_utils import inventory_model
-    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config_model import load_cluster_config
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config import inventory as inventory_model
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import load_cluster_config
     config = load_cluster_config(repo_path("config", "minimal.yml"))
     (tmp_path / "lab").mkdir()
     (tmp_path / "lab" / "netns").write_text("custom-ns\n")
@@ -249,3 +259,25 @@ def test_ansible_inventory_shows_the_issue_not_an_exception(tmp_path, data, expe
     assert expected in output, output
     assert "%s is not a valid cluster configuration" % config in output
     assert "Traceback" not in output and "RecursionError" not in output and "UnicodeDecodeError" not in output
+
+
+@pytest.mark.parametrize("name", ["lab", "e2e", "a-1"])
+def test_lab_netns_name_is_the_lab_scripts(tmp_path, name):
+    # scripts/hyperscaler-lab defines the name for shell and playbooks; the inventory's fallback must agree.
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config import inventory as inventory_model
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import parse_cluster_config
+    text = open(repo_path("config", "minimal.yml")).read().replace("name: lab", "name: %s" % name)
+    text = text.replace("  accelerator: auto", "  accelerator: auto\n  lab_mode: enabled")
+    config = parse_cluster_config(text)
+    script = subprocess.run(["bash", repo_path("scripts", "hyperscaler-lab"), "netns", name],
+                            capture_output=True, text=True, timeout=30, check=True)
+    assert inventory_model.lab_netns(config, str(tmp_path)) == script.stdout.strip() == "hs-%s" % name
+
+
+def test_lab_state_root_follows_the_scripts_variable(tmp_path, monkeypatch):
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config import inventory as inventory_model
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import load_cluster_config
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "netns").write_text("from-env\n")
+    monkeypatch.setenv("HYPERSCALER_LAB_STATE_ROOT", str(tmp_path))
+    assert inventory_model.lab_netns(load_cluster_config(repo_path("config", "minimal.yml"))) == "from-env"

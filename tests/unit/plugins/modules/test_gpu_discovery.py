@@ -5,7 +5,7 @@ import os
 import pytest
 
 from ansible_collections.aihow.hyperscaler.plugins.modules import gpu_discovery
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_simulator import SimulatedNvml
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml.simulator import SimulatedNvml
 from helpers import assert_clean_failure
 
 
@@ -63,7 +63,7 @@ def test_nvml_joined_with_sysfs(tmp_path, run_module):
 
 
 def test_sysfs_only_when_nvml_is_missing(tmp_path, run_module, monkeypatch):
-    from ansible_collections.aihow.hyperscaler.plugins.module_utils import nvml_backend
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml import backend as nvml_backend
     monkeypatch.setattr(nvml_backend, "PYNVML_LOADER", lambda: None)
     root = tree(tmp_path)
     result, failed = run_module(gpu_discovery.main, {"sysfs_root": str(root), "id_prefix": "gpu"})

@@ -50,7 +50,7 @@ def test_needs_give_failures_and_warnings(run_module, tmp_path, monkeypatch):
 
 def test_needs_defaults_are_the_cluster_schema_defaults():
     """host_facts' defaults for the hypervisor settings must be cluster.yaml's (one source of truth)."""
-    from ansible_collections.aihow.hyperscaler.plugins.module_utils.cluster_schema import CLUSTER_SCHEMA
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.schema import CLUSTER_SCHEMA
     hypervisor = CLUSTER_SCHEMA["$defs"]["hypervisor"]["properties"]
     needs = host_facts.HostFactsModule.argument_spec["needs"]["options"]
     shared = ("accelerator", "tcg_tb_cache_mb", "cpu_overcommit", "reserved_memory_gb", "lab_mode")

@@ -10,8 +10,10 @@ import libvirt
 import pytest
 from ansible.module_utils import basic
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_converge as lc
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import libvirt_xml as lx
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.libvirt import converge as libvirt_converge
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.host import accelerator
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.libvirt import ssh as libvirt_ssh
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.libvirt import definitions as libvirt_xml
 from ansible_collections.aihow.hyperscaler.plugins.modules import libvirt_cluster
 
 URI = "test:///default"
@@ -19,15 +21,15 @@ URI = "test:///default"
 
 @pytest.fixture
 def hv(tmp_path, monkeypatch):
-    conn = lc.connect(URI)
+    conn = libvirt_converge.connect(URI)
     # A host without usable KVM, whatever machine runs the tests.
     cpu = tmp_path / "cpuinfo"
     cpu.write_text("flags\t\t: fpu sse2\n")
-    monkeypatch.setattr(lc, "CPUINFO_PATH", str(cpu))
-    monkeypatch.setattr(lc, "KVM_PATH", str(tmp_path / "no-kvm"))
+    monkeypatch.setattr(accelerator, "CPUINFO_PATH", str(cpu))
+    monkeypatch.setattr(accelerator, "KVM_PATH", str(tmp_path / "no-kvm"))
     yield conn
     for dom in conn.listAllDomains():
-        if lx.owner_metadata(dom.XMLDesc(0)) is not None:
+        if libvirt_xml.owner_metadata(dom.XMLDesc(0)) is not None:
             if dom.isActive():
                 dom.destroy()
             dom.undefine()
@@ -104,7 +106,7 @@ def test_drift_reported_in_diff_and_restored(run_module, hv):
     assert "3145728" in result["diff"]["before"] and "2097152" in result["diff"]["after"]
     dom = hv.lookupByName("k8s-cp")
     assert dom.maxMemory() == 2048 * 1024 and dom.UUIDString() == uuid
-    assert lx.domain_identity(dom.XMLDesc(0))[1] == ["52:54:00:66:00:01"]
+    assert libvirt_xml.domain_identity(dom.XMLDesc(0))[1] == ["52:54:00:66:00:01"]
 
 
 def test_absent_leaves_the_builtin_test_domain(run_module, hv):
@@ -134,8 +136,8 @@ def test_kvm_host_gets_kvm_domains(run_module, hv, tmp_path, monkeypatch):
     cpu.write_text("flags\t\t: fpu vmx sse2\n")
     kvm = tmp_path / "kvm"
     kvm.write_text("")
-    monkeypatch.setattr(lc, "CPUINFO_PATH", str(cpu))
-    monkeypatch.setattr(lc, "KVM_PATH", str(kvm))
+    monkeypatch.setattr(accelerator, "CPUINFO_PATH", str(cpu))
+    monkeypatch.setattr(accelerator, "KVM_PATH", str(kvm))
     result, failed = run_module(libvirt_cluster.main, args(state="present"))
     assert not failed, result
     assert result["accelerator"] == "kvm"
@@ -158,7 +160,7 @@ def test_wait_ssh_uses_static_dhcp_address(run_module, hv, monkeypatch):
         probed.append((host, port))
         return True
 
-    monkeypatch.setattr(lc, "port_open", fake_port_open)
+    monkeypatch.setattr(libvirt_ssh, "port_open", fake_port_open)
     a = args(wait_ssh=True, ssh_timeout=5)
     a["domains"][1]["ssh_host"] = "10.66.0.20"
     result, failed = run_module(libvirt_cluster.main, a)
@@ -174,7 +176,7 @@ def test_bad_uri_fails_cleanly(run_module, hv):
 
 # --------------------------------------------------------------------------- config: a whole cluster.yaml
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_mac  # noqa: E402
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.identity import stable_mac  # noqa: E402
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxJ2yVQ8G1cEcdWk8o2p3VbO0lmK6uJ0b5l3Y0q8x1P test@host"
 
@@ -296,7 +298,7 @@ def test_ssh_netns_probes_from_the_namespace(run_module, hv, monkeypatch):
         return wait
 
     monkeypatch.setattr(libvirt_cluster.libvirt_specs, "netns_ssh_wait", fake_wait)
-    monkeypatch.setattr(lc, "port_open", lambda *a: pytest.fail("probed from the host namespace"))
+    monkeypatch.setattr(libvirt_ssh, "port_open", lambda *a: pytest.fail("probed from the host namespace"))
     a = args(wait_ssh=True, ssh_timeout=5, ssh_netns="hs-lab")
     a["domains"][1]["ssh_host"] = "10.66.0.20"
     result, failed = run_module(libvirt_cluster.main, a)

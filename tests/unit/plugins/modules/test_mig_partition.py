@@ -4,7 +4,7 @@ import json
 import pytest
 
 from ansible_collections.aihow.hyperscaler.plugins.modules import mig_partition
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.nvml_simulator import SimulatedNvml
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml.simulator import SimulatedNvml
 
 SPEC = [{"model": "A100-80GB", "pci_address": "0000:65:00.0", "mig_enabled": False},
         {"model": "H100-80GB", "pci_address": "0000:ca:00.0", "mig_enabled": True},
@@ -155,7 +155,7 @@ def test_mig_config_file_and_missing_label(tmp_path, run_module):
 
 
 def test_real_backend_without_pynvml_fails_cleanly(tmp_path, run_module, monkeypatch):
-    from ansible_collections.aihow.hyperscaler.plugins.module_utils import nvml_backend
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.nvml import backend as nvml_backend
     monkeypatch.setattr(nvml_backend, "PYNVML_LOADER", lambda: None)
     result, failed = run_module(mig_partition.main, {"mig_config": CONFIG, "selected_config": "balanced",
                                                      "persist_path": ""})

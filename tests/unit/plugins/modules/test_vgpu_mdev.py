@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import vgpu_sysfs as vs
-from ansible_collections.aihow.hyperscaler.plugins.module_utils import vgpu_sysfs_sim as sim_mod
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.identity import stable_uuid
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu import sysfs as vs
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.vgpu import simulator as sim_mod
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.identity import stable_uuid
 from ansible_collections.aihow.hyperscaler.plugins.modules import vgpu_mdev
 from helpers import assert_clean_failure
 

@@ -1,0 +1,194 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, aihow
+# Apache License 2.0 (see LICENSE)
+"""Hosts, groups and variables of the emulated data centre, as plain data.
+
+A pure function of a validated ClusterConfig, used by the inventory plugin (and
+cached by it as JSON-able data). The names here are an interface that roles and
+playbooks rely on; docs/inventory.md lists them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import partition_members
+
+# Group layout: parent -> children. Kubespray's groups are fed from ours.
+GROUP_CHILDREN = {
+    "hpc": ["hpc_controller", "hpc_compute"],
+    "cloud": ["k8s_control_plane", "k8s_worker_cpu", "k8s_worker_gpu"],
+    "k8s_cluster": ["kube_control_plane", "kube_node"],
+}
+ROLE_GROUPS = {
+    "controller": ["hpc_controller"],
+    "compute": ["hpc_compute"],
+    "control_plane": ["k8s_control_plane", "kube_control_plane", "etcd"],
+    "cpu_worker": ["k8s_worker_cpu", "kube_node"],
+    "gpu_worker": ["k8s_worker_gpu", "kube_node"],
+}
+ALL_GROUPS = sorted(set(GROUP_CHILDREN) | set(c for cs in GROUP_CHILDREN.values() for c in cs)
+                    | set(g for gs in ROLE_GROUPS.values() for g in gs) | {"hypervisors"})
+_LOCAL_URI = re.compile(r"^[a-z0-9]+:///")  # no host part: libvirt on this machine
+# scripts/hyperscaler-lab writes <root>/<metadata.name>/netns (the namespace name) while a lab is up.
+LAB_STATE_ROOT = "/run/aihow-hyperscaler"
+# The namespace `hyperscaler-lab up` creates is LAB_NETNS_PREFIX + metadata.name: scripts/hyperscaler-lab
+# (`netns NAME`) defines it for shell and playbooks; a unit test keeps the two equal.
+LAB_NETNS_PREFIX = "hs-"
+
+
+def slurm_settings(config):
+    slurm = config.data["clusters"]["hpc"]["slurm_config"]
+    names = [p if isinstance(p, str) else p["name"] for p in slurm["partitions"]]
+    default = slurm.get("default_partition") or names[0]
+    details = []
+    for part, name in zip(slurm["partitions"], names):
+        # Members are the inventory group slurm_partition_<name>; not repeated here, because group vars
+        # are copied into every host (1,000 names x 1,000 hosts on a large cluster).
+        details.append({
+            "name": name,
+            "group": "slurm_partition_%s" % name,
+            "max_time": (part.get("max_time") if isinstance(part, dict) else None) or slurm["max_job_time"],
+            "default": name == default,
+        })
+    return {
+        "cluster_name": slurm["cluster_name"], "partitions": names, "partition_details": details,
+        "default_partition": default, "max_job_time": slurm["max_job_time"],
+        "accounting": slurm["accounting"], "qos": slurm["qos"],
+    }
+
+
+def node_gpus(config, node):
+    """The node's GPU assignments with the device file each one has inside the VM."""
+    simulated = config.plan.get("backend") == "simulator"
+    out = []
+    for k, gpu in enumerate(config.plan["nodes"].get(node.name, [])):
+        item = dict(gpu)
+        item["simulated"] = simulated
+        # A passed-through GPU or a (MIG-backed) vGPU shows up in the guest as /dev/nvidiaN;
+        # with the simulator there is no device, so the roles create a placeholder file.
+        item["device_file"] = ("/dev/hyperscaler-gpu%d" if simulated else "/dev/nvidia%d") % k
+        out.append(item)
+    return out
+
+
+def _hypervisor_vars(host, local_python=None):
+    uri = host["uri"]
+    out = {"hyperscaler_libvirt_uri": uri, "hyperscaler_hypervisor": host}
+    if _LOCAL_URI.match(uri):
+        out.update(ansible_connection="local", ansible_host="127.0.0.1")
+        if local_python:
+            # Modules on a local hypervisor run with Ansible's own Python: it has the collection's Python
+            # dependencies (libvirt-python), and interpreter discovery can pick a broken shim (pyenv).
+            out["ansible_python_interpreter"] = local_python
+    else:
+        m = re.match(r"^[a-z0-9+]+://(?:(?P<user>[^@/]+)@)?(?P<host>[^/:]+)", uri)
+        if m:
+            out["ansible_host"] = m.group("host")
+            if m.group("user"):
+                out["ansible_user"] = m.group("user")
+    return out
+
+
+def lab_netns(config, state_root=None):
+    """The network namespace the VMs live in (lab mode), or None.
+
+    lab_mode disabled: None. enabled: the running lab's namespace, else the one `hyperscaler-lab up`
+    will create (hs-<metadata.name>). auto: the running lab's namespace when its state file exists.
+    """
+    mode = config.data["hypervisor"].get("lab_mode", "auto")
+    if mode == "disabled":
+        return None
+    root = state_root or os.environ.get("HYPERSCALER_LAB_STATE_ROOT") or LAB_STATE_ROOT  # as the script
+    path = os.path.join(root, config.name, "netns")
+    try:
+        with open(path) as handle:
+            name = handle.read().strip()
+    except (IOError, OSError):
+        name = None
+    if name:
+        return name
+    return LAB_NETNS_PREFIX + config.name if mode == "enabled" else None
+
+
+def lab_ssh_args(netns):
+    """SSH options that tunnel to a guest through the lab namespace (needs root for `ip netns exec`).
+
+    Host keys are not recorded: lab guests are rebuilt with new keys, and they are reachable only
+    through the namespace, so there is no one in between to check for.
+    """
+    return ('-o ProxyCommand="ip netns exec %s nc %%h %%p" -o UserKnownHostsFile=/dev/null '
+            '-o StrictHostKeyChecking=no' % netns)
+
+
+def inventory_from_config(config, lab_state_root=None, local_python=None):
+    """{"groups": {name: vars}, "children": {parent: [groups]}, "hosts": {name: {"groups", "vars"}}}."""
+    data = config.data
+    groups = dict((g, {}) for g in ALL_GROUPS)
+    children = dict((k, list(v)) for k, v in GROUP_CHILDREN.items())
+    hosts = {}
+    networks = dict((name, config.network(name)) for name in data["global"]["networks"])
+    # Small settings every host needs go on `all`. What only the hypervisors use (the whole GPU plan, images,
+    # libvirt settings) goes on `hypervisors`: Ansible copies group vars into every host's vars, and the
+    # plan of a large cluster repeated on 1,000 hosts made `ansible-inventory --list` 50x slower.
+    groups["all"] = {
+        "hyperscaler_cluster_name": config.name,
+        "hyperscaler_config_file": config.source,
+        "hyperscaler_networks": networks,
+        "hyperscaler_ssh": data["ssh"],
+        "hyperscaler_storage": data["storage"],
+        "hyperscaler_monitoring": data["monitoring"],
+    }
+    gpu_plan = {"strategy": config.plan["strategy"], "backend": config.plan["backend"],
+                "devices": config.plan["devices"]}
+    if "gpu_allocation" in data["global"]:
+        gpu_plan["simulator_state"] = data["global"]["gpu_allocation"]["simulator_state"]
+    groups["hypervisors"] = {
+        "hyperscaler_gpu_plan": gpu_plan,
+        "hyperscaler_hypervisor_settings": data["hypervisor"],
+        "hyperscaler_images": data["images"],
+    }
+    if "hpc" in data["clusters"]:
+        slurm = slurm_settings(config)
+        groups["hpc"]["hyperscaler_slurm"] = slurm
+        compute = config.nodes_of("hpc", "compute")
+        for part_spec, part in zip(data["clusters"]["hpc"]["slurm_config"]["partitions"],
+                                   slurm["partition_details"]):
+            group = part["group"]
+            groups.setdefault(group, {})
+            for name in partition_members(part_spec, compute):
+                hosts.setdefault(name, {"groups": [], "vars": {}})["groups"].append(group)
+    if "cloud" in data["clusters"]:
+        groups["cloud"]["hyperscaler_kubernetes"] = data["clusters"]["cloud"]["kubernetes_config"]
+    for node in config.nodes:
+        entry = hosts.setdefault(node.name, {"groups": [], "vars": {}})
+        entry["groups"] = ROLE_GROUPS[node.role] + entry["groups"]  # hpc/cloud membership comes via children
+        net = networks[node.network]
+        node_vars = node.as_dict()
+        node_vars.pop("config_path")
+        entry["vars"] = {
+            "ansible_host": node.ip_address,
+            "ansible_user": data["ssh"]["user"],
+            "ansible_ssh_private_key_file": data["ssh"]["private_key_file"],
+            # Every guest boots one of our Debian 12 golden images: no interpreter discovery round trip.
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "hyperscaler_node": node_vars,
+            "hyperscaler_network": {"name": node.network, "bridge": net["bridge"], "gateway": net["gateway"],
+                                    "prefix": net["prefix"], "domain": net["domain"]},
+            "hyperscaler_gpus": node_gpus(config, node),
+        }
+    netns = lab_netns(config, lab_state_root)
+    if netns:
+        # Guests are only reachable from inside the lab namespace; nothing is added outside lab mode.
+        # Nor can they reach a package mirror from there: roles install from what the golden image holds.
+        for node in config.nodes:
+            hosts[node.name]["vars"]["ansible_ssh_common_args"] = lab_ssh_args(netns)
+            hosts[node.name]["vars"]["hyperscaler_guest_offline"] = True
+    for host in data["hypervisor"]["hosts"]:
+        hosts.setdefault(host["name"], {"groups": [], "vars": {}})
+        hosts[host["name"]]["groups"].append("hypervisors")
+        hosts[host["name"]]["vars"].update(_hypervisor_vars(host, local_python))
+    return {"groups": groups, "children": children, "hosts": hosts}
