@@ -72,6 +72,7 @@ from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model imp
     load_cluster_config,
 )
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.inventory import inventory_from_config
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.libvirt.specs import inventory_specs
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -117,6 +118,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise AnsibleParserError(str(exc))
             # A local hypervisor runs modules with this very interpreter (the one running Ansible).
             model = inventory_from_config(config, local_python=sys.executable)
+            # The VM definitions are built here, on the controller: a hypervisor needs no cluster.yaml.
+            for host in config.hypervisor_hosts():
+                model["hosts"][host["name"]]["vars"]["hyperscaler_libvirt_specs"] = inventory_specs(config, host["name"])
         if update_cache:
             self._cache[cache_key] = model
         self._populate(model)

@@ -53,9 +53,17 @@ options:
   accelerator:
     description:
       - C(auto) picks KVM when usable, else TCG; C(kvm) fails on a host without usable KVM.
-      - Default C(hypervisor.accelerator) of O(config) when O(config) is set, else C(auto).
+      - Default C(hypervisor.accelerator) of O(config) or O(specs) when one is set, else C(auto).
     type: str
     choices: [auto, kvm, tcg]
+  specs:
+    description:
+      - The pool, networks, domains and seed ISOs of one hypervisor host as the inventory plugin builds them on the
+        Ansible controller (host variable C(hyperscaler_libvirt_specs) of each hypervisor). vms.yml and destroy.yml
+        pass it, so a remote hypervisor needs no cluster.yaml. O(images), O(seed_dir) and O(ssh_public_key)
+        apply to it as to O(config).
+      - Mutually exclusive with O(config), O(pool), O(networks) and O(domains).
+    type: dict
   config:
     description:
       - Path of a cluster.yaml (on the host that runs the module). The pool, networks and domains are derived
@@ -64,16 +72,16 @@ options:
     type: path
   images:
     description:
-      - With O(config), golden image paths by image name (C(hpc-base), C(cloud-base)); an image not listed is
+      - With O(specs) or O(config), golden image paths by image name (C(hpc-base), C(cloud-base)); an image not listed is
         C(<images.cache_dir>/<name>.qcow2).
     type: dict
     default: {}
   seed_dir:
-    description: With O(config), directory of the cloud-init seed ISOs C(<vm_name>-seed.iso); default the pool directory.
+    description: With O(specs) or O(config), directory of the cloud-init seed ISOs C(<vm_name>-seed.iso); default the pool directory.
     type: path
   ssh_public_key:
     description:
-      - With O(config), the OpenSSH public key (text) installed for C(ssh.user) in every VM. The seed ISOs are
+      - With O(specs) or O(config), the OpenSSH public key (text) installed for C(ssh.user) in every VM. The seed ISOs are
         (re)built when their content changed and removed with O(state=absent). Without it no seed ISO is written
         (the domains still refer to them).
     type: str
@@ -448,6 +456,7 @@ class LibvirtClusterModule(HyperscalerModule):
         state=dict(type="str", choices=["present", "running", "stopped", "absent"], default="present"),
         accelerator=dict(type="str", choices=_ACCEL),
         config=dict(type="path"),
+        specs=dict(type="dict"),
         images=dict(type="dict", default={}),
         seed_dir=dict(type="path"),
         ssh_public_key=dict(type="str", no_log=False),
@@ -517,7 +526,8 @@ class LibvirtClusterModule(HyperscalerModule):
         )),
     )
     # cluster.yaml or explicit specs, not both (the specs would silently win or lose).
-    mutually_exclusive = [("config", "networks"), ("config", "domains"), ("config", "pool")]
+    mutually_exclusive = [("config", "networks"), ("config", "domains"), ("config", "pool"), ("specs", "config"),
+                          ("specs", "networks"), ("specs", "domains"), ("specs", "pool")]
 
     def _resolve_accelerators(self, requested, domain_specs):
         """Module-level accelerator plus per-domain overrides, each detected once."""

@@ -105,6 +105,8 @@ def gpu_devices(config, node):
 def domain_spec(config, node, image, seed_dir, accelerator, pool, owner_prefix=OWNER_PREFIX):
     return {
         "name": node.vm_name,
+        # The golden image's name (images.<cluster>.name), so a run can point it at another file.
+        "image": config.data["images"][node.cluster]["name"],
         "cluster": config.name,
         "node": node.name,
         "role": "%s-%s" % (node.cluster, node.role),
@@ -152,25 +154,77 @@ def cluster_specs(config, images=None, seed_dir=None, accelerator=None, hypervis
 
 # --------------------------------------------------------------------------- the module's view
 
-def seed_specs(config, specs, ssh_public_key):
-    """[{path, files}] for every domain; files is None without a key (enough to remove them)."""
+def seed_identities(config, specs):
+    """[{path, vm_name, hostname, user, domain}] of every domain's seed ISO: what its files are made of."""
     user = config.data["ssh"]["user"]
     out = []
     for dom in specs["domains"]:
         node = config.node(dom["node"])
-        files = None
-        if ssh_public_key:
-            domain = config.network(node.network)["domain"]
-            files = cloud_init_seed.seed_files(node.vm_name, node.name, user, ssh_public_key, domain)
-        out.append({"path": dom["seed_iso"], "files": files})
+        out.append({"path": dom["seed_iso"], "vm_name": node.vm_name, "hostname": node.name, "user": user,
+                    "domain": config.network(node.network)["domain"]})
     return out
 
 
+def seed_specs(identities, ssh_public_key):
+    """[{path, files}] for every seed; files is None without a key (enough to remove them)."""
+    out = []
+    for seed in identities:
+        files = None
+        if ssh_public_key:
+            files = cloud_init_seed.seed_files(seed["vm_name"], seed["hostname"], seed["user"], ssh_public_key,
+                                               seed["domain"])
+        out.append({"path": seed["path"], "files": files})
+    return out
+
+
+def inventory_specs(config, hypervisor_host):
+    """The libvirt specs of one hypervisor host, built on the Ansible controller (the inventory plugin).
+
+    vms.yml and destroy.yml pass them to libvirt_cluster as ``specs``, so a hypervisor needs no
+    cluster.yaml: {"pool", "networks", "domains", "seeds" (identities), "accelerator" (requested)}.
+    """
+    specs = cluster_specs(config, hypervisor_host=hypervisor_host)
+    specs["seeds"] = seed_identities(config, specs)
+    specs["accelerator"] = config.data["hypervisor"]["accelerator"]
+    return specs
+
+
+def _rebased(path, directory):
+    return os.path.join(directory, os.path.basename(path)) if directory and path else path
+
+
+def specs_with_overrides(specs, images=None, seed_dir=None):
+    """Copy of inventory specs with golden images by name (``images``) and seed ISOs in ``seed_dir``."""
+    images = images or {}
+    domains = []
+    for dom in specs.get("domains") or []:
+        dom = dict(dom)
+        disk = dict(dom.get("disk") or {})
+        if dom.get("image") in images:
+            disk["backing_path"] = images[dom["image"]]
+        dom["disk"] = disk
+        dom["seed_iso"] = _rebased(dom.get("seed_iso"), seed_dir)
+        domains.append(dom)
+    seeds = [dict(seed, path=_rebased(seed["path"], seed_dir)) for seed in specs.get("seeds") or []]
+    return dict(specs, domains=domains, seeds=seeds)
+
+
 def module_specs(params):
-    """What libvirt_cluster converges: explicit specs, or those of the cluster.yaml in ``config``.
+    """What libvirt_cluster converges: the controller-built ``specs``, explicit specs, or those of ``config``.
 
     {"pool", "networks", "domains", "accelerator" (requested), "seeds"}.
     """
+    wants_seeds = params.get("state") == "absent" or params.get("ssh_public_key")
+    if params.get("specs"):
+        for key in ("domains", "seeds"):
+            items = params["specs"].get(key)
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise HyperscalerError("specs.%s must be a list of mappings (the inventory's hyperscaler_libvirt_specs "
+                                       "of this hypervisor)" % key)
+        built = specs_with_overrides(params["specs"], params.get("images"), params.get("seed_dir"))
+        return {"pool": built.get("pool"), "networks": built.get("networks") or [], "domains": built["domains"],
+                "accelerator": params.get("accelerator") or built.get("accelerator") or "auto",
+                "seeds": seed_specs(built["seeds"], params.get("ssh_public_key")) if wants_seeds else []}
     if not params.get("config"):
         return {"pool": params.get("pool"), "networks": params.get("networks") or [],
                 "domains": params.get("domains") or [], "accelerator": params.get("accelerator") or "auto",
@@ -181,11 +235,8 @@ def module_specs(params):
         raise HyperscalerError(str(exc), issues=[i.as_dict() for i in exc.issues])
     specs = cluster_specs(config, params.get("images"), params.get("seed_dir"), None,
                           params.get("hypervisor_host"), params.get("owner_prefix") or OWNER_PREFIX)
-    seeds = []
-    if params.get("state") == "absent" or params.get("ssh_public_key"):
-        seeds = seed_specs(config, specs, params.get("ssh_public_key"))
+    specs["seeds"] = seed_specs(seed_identities(config, specs), params.get("ssh_public_key")) if wants_seeds else []
     specs["accelerator"] = params.get("accelerator") or config.data["hypervisor"]["accelerator"]
-    specs["seeds"] = seeds
     return specs
 
 

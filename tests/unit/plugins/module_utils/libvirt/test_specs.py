@@ -1,5 +1,6 @@
 """cluster.yaml -> libvirt_cluster specs (pure), and the module-facing helpers (seeds, netns SSH probe)."""
 import copy
+import json
 import subprocess
 
 import pytest
@@ -186,3 +187,27 @@ def test_netns_ssh_wait_polls_the_probe():
     answers = iter([False, True])
     wait = ls.netns_ssh_wait("hs-lab", probe=lambda h, p, t: next(answers))
     assert wait("10.0.0.5", 22, 30) is True
+
+
+@pytest.mark.parametrize("template", ["minimal.yml", "workstation.yml", "production.yml"])
+def test_controller_built_specs_give_what_the_config_gives(template, tmp_path):
+    # vms.yml passes the inventory's specs; the module's view must be the one cluster.yaml gives directly.
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import load_cluster_config
+    path = repo_path("config", template)
+    config = load_cluster_config(path)
+    options = {"images": {"hpc-base": "/other/hpc.qcow2"}, "seed_dir": str(tmp_path), "state": "running",
+               "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey test"}
+    for host in config.hypervisor_hosts():
+        from_inventory = ls.inventory_specs(config, host["name"])
+        json.dumps(from_inventory)  # a host variable: plain data only
+        via_specs = ls.module_specs(dict(options, specs=from_inventory))
+        via_config = ls.module_specs(dict(options, config=path, hypervisor_host=host["name"]))
+        assert via_specs == via_config
+        assert all(d["seed_iso"].startswith(str(tmp_path)) for d in via_specs["domains"])
+        assert [d["disk"]["backing_path"] for d in via_specs["domains"] if d["image"] == "hpc-base"] == \
+            ["/other/hpc.qcow2"] * len([n for n in config.nodes if n.cluster == "hpc" and n.hypervisor_host == host["name"]])
+
+
+def test_specs_that_are_not_the_inventorys_fail_clearly():
+    with pytest.raises(HyperscalerError, match="specs.domains must be a list"):
+        ls.module_specs({"specs": {"domains": "x", "seeds": []}, "state": "present"})
