@@ -15,7 +15,10 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import partition_members
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import (
+    partition_members,
+    slurm_time_display,
+)
 
 # Group layout: parent -> children. Kubespray's groups are fed from ours.
 GROUP_CHILDREN = {
@@ -58,7 +61,25 @@ def slurm_settings(config):
         "cluster_name": slurm["cluster_name"], "partitions": names, "partition_details": details,
         "default_partition": default, "max_job_time": slurm["max_job_time"],
         "accounting": slurm["accounting"], "qos": slurm["qos"],
+        "qos_settings": qos_settings(slurm) if slurm["accounting"] else [],
     }
+
+
+def qos_settings(slurm):
+    """cluster.yaml's QoS as the slurm role's slurm_qos: [{name, settings: {Priority, MaxWall}}].
+
+    Values are written as ``sacctmgr show qos`` prints them, so the role can compare before it
+    changes anything: MaxWall as [D-]HH:MM:SS, and -1 (no limit, printed as nothing) for UNLIMITED.
+    A QoS without max_wall leaves MaxWall as it is. Empty without accounting (the config model
+    refuses QoS other than the default then): there is no slurmdbd to keep them.
+    """
+    out = []
+    for qos in slurm["qos"]:
+        settings = {"Priority": qos["priority"]}
+        if "max_wall" in qos:
+            settings["MaxWall"] = slurm_time_display(qos["max_wall"]) or "-1"
+        out.append({"name": qos["name"], "settings": settings})
+    return out
 
 
 def node_gpus(config, node):

@@ -367,12 +367,12 @@ class Node:
             setattr(self, key, kwargs.get(key))
 
     @property
-    def memory_mb(self):
+    def memory_mib(self):
         return int(round(self.memory_gb * 1024))
 
     def as_dict(self):
         out = dict((k, getattr(self, k)) for k in self.__slots__)
-        out["memory_mb"] = self.memory_mb
+        out["memory_mib"] = self.memory_mib
         return out
 
 
@@ -601,6 +601,10 @@ def _build_nodes(checker, networks):
         for i, name in enumerate(names):
             merged = dict(spec)
             merged.update(overrides.get(name, {}))
+            if role == "cpu_worker" and overrides.get(name, {}).get("gpu_enabled"):
+                # The group's gpu_enabled is const false in the schema; an override must not bring a GPU in.
+                checker.add(list(path) + ["overrides", name, "gpu_enabled"], "a CPU worker never gets a GPU; "
+                            "put GPU nodes in worker_nodes.gpu_workers")
             host = merged.get("hypervisor_host") or hosts[0]
             if host not in known_hosts:
                 where = list(path) + (["overrides", name] if "hypervisor_host" in overrides.get(name, {}) else [])
@@ -685,6 +689,20 @@ def slurm_time_minutes(text):
     return ((days * 24 + hours) * 60 + minutes) + (1 if seconds else 0)
 
 
+def slurm_time_display(text):
+    """A Slurm time as sacctmgr and slurmctld print a limit in minutes: [D-]HH:MM:SS ('' when UNLIMITED).
+
+    ``sacctmgr show qos`` prints MaxWall this way, so a wanted value written in this form compares
+    equal to what is set (``30`` and ``0:30`` are both ``00:30:00``; seconds round up to a minute).
+    """
+    minutes = slurm_time_minutes(text)
+    if minutes is None:
+        return ""
+    days, rest = divmod(minutes, 24 * 60)
+    shown = "%02d:%02d:00" % divmod(rest, 60)
+    return "%d-%s" % (days, shown) if days else shown
+
+
 def _check_slurm_time(checker, path, value):
     if not isinstance(value, str):
         return  # the schema reports the type
@@ -742,8 +760,20 @@ def _check_slurm(checker, nodes):
     if default is not None and default not in names:
         checker.add(base + ["default_partition"],
                     "%r is not one of the partitions (%s)" % (default, ", ".join(names)))
+    _check_slurm_qos(checker, base, slurm)
+
+
+# QoS live in the accounting database: without slurmdbd there is nowhere to create one.
+DEFAULT_QOS = CLUSTER_SCHEMA["$defs"]["hpc_cluster"]["properties"]["slurm_config"]["properties"]["qos"]["default"]
+
+
+def _check_slurm_qos(checker, base, slurm):
+    qos_list = slurm.get("qos") or []
+    if slurm.get("accounting") is False and qos_list and qos_list != DEFAULT_QOS:
+        checker.add(base + ["qos"], "QoS need accounting: Slurm keeps them in slurmdbd, which accounting: false "
+                    "does not run; set accounting: true, or leave qos out (or [])")
     qos_names = {}
-    for i, qos in enumerate(slurm.get("qos") or []):
+    for i, qos in enumerate(qos_list):
         if qos["name"] in qos_names:
             checker.add(base + ["qos", i, "name"], "duplicate QoS %r (also qos[%d])" % (qos["name"], qos_names[qos["name"]]))
         qos_names.setdefault(qos["name"], i)

@@ -29,7 +29,8 @@ def summary(config):
                       "memory_gb": n.memory_gb, "disk_gb": n.disk_gb, "ip_address": n.ip_address,
                       "hypervisor_host": n.hypervisor_host,
                       "gpus": config.plan["nodes"].get(n.name, [])})
-    return {"name": config.name, "source": config.source, "nodes": nodes,
+    return {"name": config.name, "description": config.data["metadata"]["description"],
+            "source": config.source, "nodes": nodes,
             "gpu_strategy": config.plan["strategy"], "gpu_backend": config.plan["backend"],
             "gpu_devices": config.plan["devices"]}
 
@@ -37,8 +38,9 @@ def summary(config):
 def render_text(config):
     from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu.catalog import MODELS_BY_KEY
 
-    lines = ["%s: valid (%d nodes)" % (config.source, len(config.nodes)), "",
-             "%-24s %-14s %5s %8s %7s  %-15s %s" % ("NODE", "ROLE", "vCPU", "MEM GiB", "DISK", "ADDRESS", "GPUS")]
+    description = config.data["metadata"]["description"]
+    lines = ["%s: valid (%d nodes)" % (config.source, len(config.nodes))] + ([description] if description else []) + [
+        "", "%-24s %-14s %5s %8s %7s  %-15s %s" % ("NODE", "ROLE", "vCPU", "MEM GiB", "DISK", "ADDRESS", "GPUS")]
     for n in config.nodes:
         gpus = ", ".join(
             "%s:%s@%s" % (g["gpu_id"], g["profile"], g["placement_start"]) if g["kind"] == "mig"

@@ -299,10 +299,14 @@ CLUSTER_SCHEMA = (
                                                                                              'default': ['compute']},
                                                                               'default_partition': {'type': 'string'},
                                                                               'max_job_time': {'$ref': '#/$defs/slurm_time', 'default': '24:00:00'},
-                                                                              'accounting': {'description': 'slurmdbd accounting backed by MariaDB.',
+                                                                              'accounting': {'description': 'slurmdbd accounting backed by MariaDB; QoS '
+                                                                                                            'need it.',
                                                                                              'type': 'boolean',
                                                                                              'default': True},
-                                                                              'qos': {'type': 'array',
+                                                                              'qos': {'description': 'QoS created in slurmdbd with sacctmgr (needs '
+                                                                                                     'accounting); users of the default account may use '
+                                                                                                     'each, normal (else the first) by default.',
+                                                                                      'type': 'array',
                                                                                       'maxItems': 64,
                                                                                       'items': {'type': 'object',
                                                                                                 'additionalProperties': False,

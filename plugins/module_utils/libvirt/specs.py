@@ -70,7 +70,8 @@ def network_specs(config, nodes=None, owner_prefix=OWNER_PREFIX):
             "subnet": net["subnet"],
             "bridge": net["bridge"],
             "gateway": net["gateway"],
-            "forward": "nat",
+            # nat: false gives an isolated network (no forward element): the VMs reach each other only.
+            "forward": "nat" if net.get("nat", True) else "none",
             "domain": net["domain"],
             "hosts": [{"mac": n.mac, "name": n.name, "ip": n.ip_address} for n in members],
             # Short and fully qualified names, so VMs resolve each other either way.
@@ -111,7 +112,7 @@ def domain_spec(config, node, image, seed_dir, accelerator, pool, owner_prefix=O
         "node": node.name,
         "role": "%s-%s" % (node.cluster, node.role),
         "vcpus": node.cpu_cores,
-        "memory_mib": node.memory_mb,
+        "memory_mib": node.memory_mib,
         "accelerator": accelerator,
         "tcg_tb_cache_mib": config.data["hypervisor"]["tcg_tb_cache_mb"],
         "disk": {

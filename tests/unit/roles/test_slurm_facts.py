@@ -2,7 +2,9 @@
 
 Molecule and the VM end to end both have GPUs; these cover the shapes they do not: nodes without GPUs
 (an empty Gres= that templating turns into None), MIG slices typed by profile, the auto memory reserve,
-and partition node lists in inventory order.
+and partition node lists in inventory order. slurm.conf is rendered with the role's template from the
+inventory model's hyperscaler_slurm (each partition's MaxTime, accounting), and the role's QoS and
+accounts are checked against cluster.yaml's qos; tasks/validate.yml refuses QoS without accounting.
 """
 import json
 import os
@@ -20,26 +22,39 @@ PLAYBOOK = """
   tasks:
     - ansible.builtin.include_role:
         name: aihow.hyperscaler.slurm
-        tasks_from: facts.yml
+        tasks_from: "{{ tasks_from | default('facts.yml') }}"
+        public: true
+    - ansible.builtin.template:
+        src: "{{ role_dir }}/templates/generic.conf.j2"
+        dest: "{{ out }}.slurm.conf"
+        mode: "0644"
+      vars:
+        __conf:
+          name: slurm.conf
+          config: "{{ __slurm_config_defaults | combine(slurm_config) }}"
+          lines: "{{ __slurm_nodes + __slurm_partition_lines }}"
     - ansible.builtin.copy:
         content: "{{ {'nodes': __slurm_nodes, 'gres': __slurm_gres_lines | default([]),
-                      'partitions': __slurm_partition_lines} | to_json }}"
+                      'partitions': __slurm_partition_lines, 'accounting': slurm_accounting | bool,
+                      'qos': slurm_qos, 'accounts': slurm_accounts} | to_json }}"
         dest: "{{ out }}"
+        mode: "0644"
 """
 
 
-def node(name, ip, memory_mb, gpus=()):
-    return {"hyperscaler_node": {"name": name, "ip_address": ip, "cpu_cores": 2, "memory_mb": memory_mb},
+def node(name, ip, memory_mib, gpus=()):
+    return {"hyperscaler_node": {"name": name, "ip_address": ip, "cpu_cores": 2, "memory_mib": memory_mib},
             "hyperscaler_gpus": list(gpus)}
 
 
-def run_facts(tmp_path, hosts, partitions, extra=None):
-    slurm = {"cluster_name": "t", "partitions": list(partitions), "default_partition": list(partitions)[0],
-             "max_job_time": "01:00:00"}
+def run_facts(tmp_path, hosts, partitions, extra=None, slurm=None, expect_failure=False, all_vars=None):
+    if slurm is None:
+        slurm = {"cluster_name": "t", "partitions": list(partitions), "default_partition": list(partitions)[0],
+                 "max_job_time": "01:00:00"}
     children = {"hpc_controller": {"hosts": {"ctl": node("ctl", "192.0.2.1", 4096)}},
                 "hpc_compute": {"hosts": hosts}}
-    inventory = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                                  "hyperscaler_slurm": slurm},
+    inventory = {"all": {"vars": dict({"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                                       "hyperscaler_slurm": slurm}, **(all_vars or {})),
                          "children": children}}
     for name, members in partitions.items():
         inventory["all"]["children"]["slurm_partition_" + name] = {"hosts": dict((m, {}) for m in members)}
@@ -49,13 +64,28 @@ def run_facts(tmp_path, hosts, partitions, extra=None):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"),
                ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(tmp_path / "inv.yml"),
-           str(tmp_path / "play.yml"), "-e", "out=%s" % out]
+           str(tmp_path / "play.yml"), "-e", "out=%s" % out, "-e", "role_dir=%s" % os.path.join(REPO, "roles", "slurm")]
     for key, value in (extra or {}).items():
-        cmd += ["-e", "%s=%s" % (key, value)]
+        cmd += ["-e", json.dumps({key: value})]
     proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False)
+    if expect_failure:
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        return proc.stdout
     assert proc.returncode == 0, proc.stdout[-3000:]
-    return json.loads(out.read_text())
+    facts = json.loads(out.read_text())
+    facts["slurm.conf"] = (tmp_path / "out.json.slurm.conf").read_text()
+    return facts
+
+
+def model_slurm(config_text):
+    """hyperscaler_slurm and the partition groups of a cluster.yaml, from the inventory model."""
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.inventory import inventory_from_config
+    from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model import parse_cluster_config
+    inv = inventory_from_config(parse_cluster_config(config_text, "test.yml"), lab_state_root=os.devnull)
+    partitions = dict((g[len("slurm_partition_"):], sorted(h for h, e in inv["hosts"].items() if g in e["groups"]))
+                      for g in inv["groups"] if g.startswith("slurm_partition_"))
+    return inv["groups"]["hpc"]["hyperscaler_slurm"], partitions
 
 
 MIG = {"slurm_gres_type": "1g.10gb", "device_file": "/dev/nvidia-caps/nvidia-cap21"}
@@ -79,3 +109,86 @@ def test_partition_nodes_keep_inventory_order(tmp_path):
     facts = run_facts(tmp_path, hosts, {"batch": list(reversed(names)), "debug": names[:3]})
     nodes = dict((p["PartitionName"], p["Nodes"]) for p in facts["partitions"])
     assert nodes == {"batch": names, "debug": names[:3]}
+
+
+CLUSTER = """
+version: "1.0"
+metadata: {name: facts}
+global:
+  networks:
+    hpc_network: {subnet: "192.0.2.0/24", bridge: "hsfacts0"}
+clusters:
+  hpc:
+    controller: {cpu_cores: 1, memory_gb: 4, disk_gb: 8, ip_address: "192.0.2.10"}
+    compute_nodes: {count: 2, cpu_cores: 2, memory_gb: 2, disk_gb: 8, ip_range: "192.0.2.11-12"}
+    slurm_config:
+      partitions: [batch, {name: debug, nodes: [hpc-compute-02], max_time: "30"}, {name: long, max_time: UNLIMITED}]
+      max_job_time: "2-00:00:00"
+%s
+"""
+
+
+def model_hosts():
+    return {"hpc-compute-01": node("hpc-compute-01", "192.0.2.11", 2048),
+            "hpc-compute-02": node("hpc-compute-02", "192.0.2.12", 2048)}
+
+
+def conf_lines(text, prefix):
+    return [line for line in text.splitlines() if line.startswith(prefix)]
+
+
+def test_each_partition_gets_its_own_max_time_and_qos_reach_the_role(tmp_path):
+    qos = """      qos:
+        - {name: normal, priority: 10}
+        - {name: high, priority: 100, max_wall: "90"}
+        - {name: open, max_wall: UNLIMITED}"""
+    slurm, partitions = model_slurm(CLUSTER % qos)
+    facts = run_facts(tmp_path, model_hosts(), partitions, slurm=slurm)
+    times = dict((p["PartitionName"], p["MaxTime"]) for p in facts["partitions"])
+    # batch has no max_time: max_job_time; "30" and UNLIMITED are written as cluster.yaml says.
+    assert times == {"batch": "2-00:00:00", "debug": "30", "long": "UNLIMITED"}
+    text = facts["slurm.conf"]
+    assert "ClusterName=hyperscaler" in text  # the schema's default, through the inventory
+    assert conf_lines(text, "PartitionName=debug") == ["PartitionName=debug Nodes=hpc-compute-02 Default=no MaxTime=30 State=UP"]
+    assert conf_lines(text, "PartitionName=batch") == [
+        "PartitionName=batch Nodes=hpc-compute-01,hpc-compute-02 Default=yes MaxTime=2-00:00:00 State=UP"]
+    assert "AccountingStorageType=accounting_storage/slurmdbd" in text and facts["accounting"] is True
+    # As sacctmgr prints them: MaxWall 90 minutes is 01:30:00, UNLIMITED is -1 (printed as nothing).
+    assert facts["qos"] == [{"name": "normal", "settings": {"Priority": 10}},
+                            {"name": "high", "settings": {"Priority": 100, "MaxWall": "01:30:00"}},
+                            {"name": "open", "settings": {"Priority": 0, "MaxWall": "-1"}}]
+    account = facts["accounts"][0]
+    assert (account["name"], account["qos"], account["default_qos"]) == ("hpc", ["normal", "high", "open"], "normal")
+
+
+def test_an_override_still_wins_over_the_partitions_max_time(tmp_path):
+    slurm, partitions = model_slurm(CLUSTER % "")
+    facts = run_facts(tmp_path, model_hosts(), partitions, slurm=slurm,
+                      extra={"slurm_partition_overrides": {"debug": {"MaxTime": "15"}}})
+    times = dict((p["PartitionName"], p["MaxTime"]) for p in facts["partitions"])
+    assert times == {"batch": "2-00:00:00", "debug": "15", "long": "UNLIMITED"}
+
+
+def test_without_accounting_there_is_no_slurmdbd_and_no_qos(tmp_path):
+    slurm, partitions = model_slurm(CLUSTER % "      accounting: false")
+    assert slurm["qos"] == [{"name": "normal", "priority": 0}] and slurm["qos_settings"] == []
+    facts = run_facts(tmp_path, model_hosts(), partitions, slurm=slurm)
+    assert facts["accounting"] is False and facts["qos"] == []
+    assert facts["accounts"][0]["qos"] == [] and facts["accounts"][0]["default_qos"] == ""
+    assert "AccountingStorageType=accounting_storage/none" in facts["slurm.conf"]
+    assert "AccountingStorageEnforce" not in facts["slurm.conf"]
+
+
+def test_without_the_inventory_the_role_falls_back_to_the_schema_defaults(tmp_path):
+    facts = run_facts(tmp_path, model_hosts(), {"compute": ["hpc-compute-01", "hpc-compute-02"]}, slurm={})
+    assert [(p["PartitionName"], p["MaxTime"], p["Default"]) for p in facts["partitions"]] == [("compute", "24:00:00", True)]
+    assert "ClusterName=hyperscaler" in facts["slurm.conf"]
+    assert facts["accounting"] is True and facts["qos"] == []
+
+
+def test_qos_without_accounting_fail_clearly(tmp_path):
+    slurm, partitions = model_slurm(CLUSTER % "")
+    output = run_facts(tmp_path, model_hosts(), partitions, slurm=slurm, expect_failure=True,
+                       extra={"tasks_from": "validate.yml", "slurm_accounting": False,
+                              "slurm_qos": [{"name": "high", "settings": {"Priority": 1}}]})
+    assert "slurm_qos (['high']) needs slurm_accounting true" in output

@@ -66,7 +66,7 @@ def test_host_vars_carry_address_resources_network_and_gpus(plugin, tmp_path):
     hv = inv.get_host("hpc-compute-03").get_vars()
     assert hv["ansible_host"] == "192.168.100.13"
     node = hv["hyperscaler_node"]
-    assert (node["cpu_cores"], node["memory_mb"], node["disk_gb"], node["network"]) == (8, 16384, 200, "hpc_network")
+    assert (node["cpu_cores"], node["memory_mib"], node["disk_gb"], node["network"]) == (8, 16384, 200, "hpc_network")
     assert hv["hyperscaler_network"] == {"name": "hpc_network", "bridge": "virbr100", "gateway": "192.168.100.1",
                                          "prefix": 24, "domain": "lab.internal"}
     (gpu,) = hv["hyperscaler_gpus"]

@@ -235,7 +235,7 @@ def test_override_of_unknown_node(ws):
 def test_override_applies(ws):
     ws["clusters"]["hpc"]["compute_nodes"]["overrides"] = {"hpc-compute-02": {"memory_gb": 32, "cpu_cores": 2}}
     node = cm.build_cluster_config(ws).node("hpc-compute-02")
-    assert (node.memory_gb, node.cpu_cores, node.memory_mb) == (32, 2, 32768)
+    assert (node.memory_gb, node.cpu_cores, node.memory_mib) == (32, 2, 32768)
 
 
 def test_unknown_hypervisor_host(ws):
@@ -268,6 +268,39 @@ def test_duplicate_partition_and_bad_time(ws):
 def test_partition_node_list(ws):
     ws["clusters"]["hpc"]["slurm_config"]["partitions"] = ["gpu", {"name": "debug", "nodes": ["hpc-compute-7"]}]
     assert_issue(ws, "clusters.hpc.slurm_config.partitions[1].nodes", "'hpc-compute-7' is not an HPC compute node")
+
+
+def test_qos_need_accounting(ws):
+    slurm = ws["clusters"]["hpc"]["slurm_config"]
+    slurm["accounting"] = False
+    slurm["qos"] = [{"name": "high", "priority": 100}]
+    assert_issue(ws, "clusters.hpc.slurm_config.qos", "QoS need accounting", "set accounting: true")
+
+
+@pytest.mark.parametrize("qos", [None, [], [{"name": "normal"}], [{"name": "normal", "priority": 0}]])
+def test_without_accounting_the_default_qos_or_none_is_fine(ws, qos):
+    slurm = ws["clusters"]["hpc"]["slurm_config"]
+    slurm["accounting"] = False
+    slurm.pop("qos", None)
+    if qos is not None:
+        slurm["qos"] = qos
+    assert issues_of(ws) == []
+
+
+def test_a_cpu_worker_override_cannot_enable_a_gpu():
+    raw = load_yaml("config", "production.yml")
+    raw["clusters"]["cloud"]["worker_nodes"]["cpu_workers"]["overrides"] = {"cloud-cpu-worker-02": {"gpu_enabled": True}}
+    assert_issue(raw, "clusters.cloud.worker_nodes.cpu_workers.overrides.cloud-cpu-worker-02.gpu_enabled",
+                 "a CPU worker never gets a GPU")
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("30", "00:30:00"), ("0:30", "00:01:00"), ("00:30:00", "00:30:00"), ("90", "01:30:00"), ("12:00:00", "12:00:00"),
+    ("01:30:01", "01:31:00"), ("2-00:00:00", "2-00:00:00"), ("1-12", "1-12:00:00"), ("36:00:00", "1-12:00:00"),
+    ("UNLIMITED", ""), ("infinite", ""),
+])
+def test_slurm_time_as_sacctmgr_prints_it(text, shown):
+    assert cm.slurm_time_display(text) == shown
 
 
 # ----------------------------------------------------------------- GPUs
