@@ -113,18 +113,18 @@ notes:
 EXAMPLES = r"""
 - name: Facts only
   aihow.hyperscaler.host_facts:
-  register: hs_host
+  register: host_check
 
 - name: Checked against three 1 GiB TCG guests
   aihow.hyperscaler.host_facts:
     pool_path: /var/lib/libvirt/images/hyperscaler
     needs: {vms: 3, vcpus: 3, memory_mb: 3072, disk_gb: 24, accelerator: auto}
-  register: hs_host
+  register: host_check
 
 - name: Stop on what cannot work
   ansible.builtin.fail:
-    msg: "{{ hs_host.failures | map(attribute='msg') | join('; ') }}"
-  when: hs_host.failures | length > 0
+    msg: "{{ host_check.failures | map(attribute='msg') | join('; ') }}"
+  when: host_check.failures | length > 0
 """
 
 RETURN = r"""

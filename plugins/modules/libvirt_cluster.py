@@ -354,6 +354,13 @@ EXAMPLES = r"""
     wait_ssh: true
     ssh_timeout: 600
 
+- name: This hypervisor's VMs as the inventory plugin built them on the controller (what vms.yml does)
+  aihow.hyperscaler.libvirt_cluster:
+    state: running
+    specs: "{{ hyperscaler_libvirt_specs }}"
+    ssh_public_key: "{{ lookup('ansible.builtin.file', '~/.ssh/id_ed25519.pub') }}"
+    wait_ssh: true
+
 - name: The whole cluster of a cluster.yaml, with seed ISOs, waiting for SSH from the lab namespace
   aihow.hyperscaler.libvirt_cluster:
     state: running
@@ -366,17 +373,17 @@ EXAMPLES = r"""
 - name: Show what would change, with XML diffs
   aihow.hyperscaler.libvirt_cluster:
     state: present
-    networks: "{{ hs_networks }}"
-    domains: "{{ hs_domains }}"
+    networks: "{{ lab_networks }}"
+    domains: "{{ lab_domains }}"
   check_mode: true
   diff: true
 
 - name: Tear the cluster down (objects not created by the collection are left alone)
   aihow.hyperscaler.libvirt_cluster:
     state: absent
-    pool: "{{ hs_pool }}"
-    networks: "{{ hs_networks }}"
-    domains: "{{ hs_domains }}"
+    pool: "{{ lab_pool }}"
+    networks: "{{ lab_networks }}"
+    domains: "{{ lab_domains }}"
 """
 
 RETURN = r"""
