@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.libvirt import seed as cloud_init_seed
-from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.atomic_file import StateFileError, check_writable
+from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.atomic_file import check_writable
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.config import model as config_model
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.libvirt import ssh as libvirt_ssh
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.identity import CLUSTERS, OWNER_PREFIX, mdev_uuid
@@ -250,10 +250,7 @@ def converge_seeds(seeds, state, check_mode=False):
     done, changes = {}, []
     if state != "absent":
         for seed in seeds:
-            try:
-                check_writable(seed["path"], "seed_dir")
-            except StateFileError as exc:
-                raise HyperscalerError(exc.msg)
+            check_writable(seed["path"], "seed_dir")  # a HyperscalerError naming seed_dir
     for seed in seeds:
         path = seed["path"]
         try:

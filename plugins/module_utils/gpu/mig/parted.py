@@ -12,7 +12,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.atomic_file import (
-    StateFileError, json_type, parse_json_object, read_text)
+    json_type, parse_json_object, read_text)
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.errors import HyperscalerError
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.gpu import catalog as gpu_catalog
 
@@ -106,10 +106,7 @@ def validate_mig_parted(config, selected):
 
 def load_mig_parted_file(path, what="mig_config_file"):
     """A mig-parted config file (YAML or JSON, UTF-8) as a mapping; HyperscalerError naming ``what`` and the file."""
-    try:
-        text = read_text(path, what)
-    except StateFileError as exc:
-        raise HyperscalerError(exc.msg)
+    text = read_text(path, what)  # StateFileError is a HyperscalerError naming the option and file
     try:
         import yaml  # PyYAML ships with ansible-core
     except ImportError:
@@ -123,10 +120,7 @@ def load_mig_parted_file(path, what="mig_config_file"):
             raise HyperscalerError("%s: %s is not valid YAML%s: %s"
                                    % (what, path, where, getattr(exc, "problem", None) or exc))
     else:
-        try:
-            config = parse_json_object(text, path, what)
-        except StateFileError as exc:
-            raise HyperscalerError(exc.msg)
+        config = parse_json_object(text, path, what)
     if not isinstance(config, dict):
         raise HyperscalerError("%s: %s must hold a mig-parted config mapping (version: v1, mig-configs: ...), not %s"
                                % (what, path, json_type(config)))

@@ -15,7 +15,7 @@ import json
 import os
 
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.atomic_file import (
-    StateFileError, check_writable, file_label, read_json_object, write_text)
+    check_writable, file_label, read_json_object, write_text)
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.errors import HyperscalerError
 
 
@@ -73,10 +73,7 @@ def save_layout(path, doc, check_mode=False, what="persist_path"):
 
 def load_layout(path, what="the MIG layout file"):
     """The saved layout document; HyperscalerError naming ``what`` and the path when it is unusable."""
-    try:
-        doc = read_json_object(path, what)
-    except StateFileError as exc:
-        raise HyperscalerError(exc.msg)
+    doc = read_json_object(path, what)  # StateFileError is a HyperscalerError naming the file
     if doc.get("version") != LAYOUT_FILE_VERSION or not isinstance(doc.get("gpus"), list):
         raise HyperscalerError("%s has no version %d gpus list (mig_partition writes it with persist_path)"
                                % (file_label(what, path), LAYOUT_FILE_VERSION))
