@@ -108,8 +108,9 @@ phase_end
 
 # Benchmark point (docs/benchmarks.md): from nothing to a cluster that answers srun -N2 hostname.
 phase_start "first srun -N2 hostname"
-out=$(ansible "${INV[@]}" hpc_controller -m ansible.builtin.command -a "timeout 300 srun -N2 hostname")
+rc=0; out=$(ansible "${INV[@]}" hpc_controller -m ansible.builtin.command -a "timeout 300 srun -N2 hostname") || rc=$?
 echo "$out"
+[ "$rc" = 0 ] || fail "srun -N2 hostname through ad-hoc Ansible exited $rc"
 [ "$(echo "$out" | grep -c '^hpc-compute-0[12]$')" = 2 ] || fail "srun -N2 hostname did not answer from both compute nodes"
 phase_end
 
@@ -128,8 +129,10 @@ done
 phase_end
 
 phase_start "hostnames through ad-hoc Ansible"
-out=$(ansible "${INV[@]}" hpc -m ansible.builtin.command -a hostname)
+# Printed whatever the exit status (an unreachable host must show which one).
+rc=0; out=$(ansible "${INV[@]}" hpc -m ansible.builtin.command -a hostname) || rc=$?
 echo "$out"
+[ "$rc" = 0 ] || fail "ad-hoc hostname on the hpc group exited $rc"
 for h in hpc-controller hpc-compute-01 hpc-compute-02; do
   echo "$out" | grep -A1 -E "^$h \| CHANGED \| rc=0 >>\$" | tail -n 1 | grep -qx "$h" \
     || fail "$h did not answer with its name"
