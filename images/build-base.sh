@@ -5,15 +5,88 @@
 #
 # NAME is a directory of images/defs (hpc-base, cloud-base). The disk is
 # <cache_dir>/NAME-<hash>.qcow2 where <hash> covers every input (this script, lib.sh, the
-# package lists, the hooks, suite, mirrors, disk size): an unchanged input set is not rebuilt.
-# Next to it: NAME-<hash>.json (metadata) and the stable links NAME.qcow2 / NAME.json.
+# package lists, the hooks, the Python lock, suite, mirrors, disk size): an unchanged input set is not
+# rebuilt. Next to it: NAME-<hash>.json (metadata) and the stable links NAME.qcow2 / NAME.json.
+# An image with images/defs/NAME/python.lock gets a venv at /opt/aihow/venv with exactly that lock
+# (hook 60-python-venv.sh): the wheels are downloaded here first (pip, PyPI or pip's configured index),
+# cached by the lock's content under <cache_dir>/wheels/NAME-<hash>/.
 # Progress goes to stderr; the last stdout line is JSON {"image", "built", "name", "hash", "metadata"}.
 #
 # Environment: AIHOW_IMAGE_CACHE_DIR, AIHOW_DEBIAN_MIRROR, AIHOW_DEBIAN_SECURITY_MIRROR,
-# AIHOW_IMAGE_DISK_SIZE (raw disk size, default 4G; cloud-init grows the partition at boot).
+# AIHOW_IMAGE_DISK_SIZE (raw disk size; default images/defs/NAME/disk-size, else 4G; cloud-init grows
+# the partition at boot), AIHOW_WHEEL_DIRS (colon-separated directories of wheels that are not on PyPI,
+# e.g. torch 2.13.0+cpu from https://download.pytorch.org/whl/cpu; pip's own PIP_FIND_LINKS works too).
 set -euo pipefail
 # shellcheck source=images/lib.sh
 . "$(dirname "$0")/lib.sh"
+
+# The guests' Python (Debian 12: CPython 3.11, glibc 2.36, x86_64): pip picks wheels for it whatever
+# Python runs pip here. pip does not widen a PEP 600 tag to the older ones, hence the list.
+WHEEL_TARGET=(--python-version 3.11 --implementation cp --abi cp311)
+for _glibc in $(seq 36 -1 5); do WHEEL_TARGET+=(--platform "manylinux_2_${_glibc}_x86_64"); done
+WHEEL_TARGET+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64)
+unset _glibc
+
+# fetch_wheels NAME LOCK DIR: prints DIR/NAME-<hash>, a directory with one wheel per line of LOCK
+# (pip download --no-deps --only-binary=:all:), downloaded once per lock content and target.
+# pip runs with the host's configuration (PyPI or its index, PIP_FIND_LINKS) plus each directory of
+# AIHOW_WHEEL_DIRS. A pin with a local version label (torch==2.13.0+cpu) is on no index: it is fetched
+# first, so that its absence stops the build at once with one message.
+fetch_wheels() {
+  local name=$1 lock=$2 dir=$3 key dest tmp pins local_pins=() pin n have d dirs=() label links=() out
+  key=$( { cat "$lock"; echo "${WHEEL_TARGET[*]}"; } | short_hash)
+  dest="$dir/$name-$key"
+  mapfile -t pins < <(read_packages "$lock")
+  [ ${#pins[@]} -gt 0 ] || die "$lock lists no package"
+  if [ -d "$dest" ]; then
+    have=$(find "$dest" -maxdepth 1 -name '*.whl' | wc -l)
+    if [ "$have" = ${#pins[@]} ]; then
+      progress "$name: base disk: wheels cached ($dest, $have wheels)"
+      printf '%s\n' "$dest"
+      return 0
+    fi
+    rm -rf "$dest"
+  fi
+  python3 -m pip --version >/dev/null 2>&1 || die "python3 -m pip is missing on the build host (apt-get install python3-pip)"
+  IFS=: read -r -a dirs <<<"${AIHOW_WHEEL_DIRS:-}"
+  for d in "${dirs[@]}"; do
+    [ -z "$d" ] || links+=(--find-links "$d")
+  done
+  for pin in "${pins[@]}"; do
+    [[ $pin == *==*+* ]] && local_pins+=("$pin")
+  done
+  mkdir -p "$dir"
+  tmp=$(mktemp -d "$dir/.$name-$key-XXXXXX")
+  pip_get() {
+    python3 -m pip download --disable-pip-version-check --progress-bar off --no-deps --only-binary=:all: \
+      "${WHEEL_TARGET[@]}" "${links[@]}" -d "$tmp" "$@"
+  }
+  progress "$name: base disk: downloading ${#pins[@]} wheels of $(basename "$(dirname "$lock")")/$(basename "$lock") (pip)"
+  for pin in "${local_pins[@]}"; do
+    if ! out=$(pip_get "$pin" 2>&1); then
+      rm -rf "$tmp"
+      label=${pin##*+}
+      log "pip: $(grep -m1 '^ERROR' <<<"$out" || tail -n 1 <<<"$out")"
+      die "$name: no wheel for $pin (${lock#"$REPO_DIR"/}). It is not on PyPI: it was looked for in" \
+        "AIHOW_WHEEL_DIRS (${AIHOW_WHEEL_DIRS:-unset}), pip's find-links (PIP_FIND_LINKS: ${PIP_FIND_LINKS:-unset};" \
+        "pip.conf find-links) and pip's index." \
+        "Download the CPython 3.11 Linux x86_64 wheel (${pin%%==*}-${pin#*==}-cp311-cp311-manylinux*_x86_64.whl) from" \
+        "https://download.pytorch.org/whl/$label into a directory and set AIHOW_WHEEL_DIRS (or PIP_FIND_LINKS) to it"
+    fi
+  done
+  if ! pip_get -r "$lock" >&2; then
+    rm -rf "$tmp"
+    die "$name: pip download of the wheels of ${lock#"$REPO_DIR"/} failed (the build host needs PyPI or the index of pip's configuration)"
+  fi
+  n=$(find "$tmp" -maxdepth 1 -name '*.whl' | wc -l)
+  if [ "$n" != ${#pins[@]} ]; then
+    rm -rf "$tmp"
+    die "$name: pip left $n wheels for the ${#pins[@]} lines of ${lock#"$REPO_DIR"/}"
+  fi
+  mv -T "$tmp" "$dest"
+  progress "$name: base disk: wheels in $dest ($n wheels, $(du -sh "$dest" | cut -f1))"
+  printf '%s\n' "$dest"
+}
 
 name="" cache_dir=${AIHOW_IMAGE_CACHE_DIR:-$DEFAULT_CACHE_DIR} suite=bookworm rebuild=false
 while [ $# -gt 0 ]; do
@@ -21,7 +94,7 @@ while [ $# -gt 0 ]; do
     --cache-dir) cache_dir=$2; shift 2 ;;
     --suite) suite=$2; shift 2 ;;
     --rebuild) rebuild=true; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) [ -z "$name" ] || die "one image name only"; name=$1; shift ;;
   esac
@@ -32,10 +105,13 @@ check_name "$name"
 [ "$suite" = bookworm ] || die "unsupported suite '$suite'"
 mirror=${AIHOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${AIHOW_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-disk_size=${AIHOW_IMAGE_DISK_SIZE:-4G}
+default_disk_size=4G
+if [ -f "$DEFS_DIR/$name/disk-size" ]; then default_disk_size=$(read_packages "$DEFS_DIR/$name/disk-size"); fi
+disk_size=${AIHOW_IMAGE_DISK_SIZE:-$default_disk_size}
+lock="$DEFS_DIR/$name/python.lock"
 
 inputs=("$IMAGES_DIR/build-base.sh" "$IMAGES_DIR/lib.sh" "$DEFS_DIR/common/packages"
-        "$DEFS_DIR/$name/packages" "$DEFS_DIR/$name/disabled-services")
+        "$DEFS_DIR/$name/packages" "$DEFS_DIR/$name/disabled-services" "$lock")
 mapfile -t hooks < <(find "$DEFS_DIR/common/hooks" "$DEFS_DIR/$name/hooks" -maxdepth 1 -type f -name '*.sh' 2>/dev/null \
                      | awk -F/ '{print $NF "\t" $0}' | sort | cut -f2)
 inputs+=("${hooks[@]}")
@@ -72,6 +148,15 @@ mbr=/usr/lib/EXTLINUX/mbr.bin
 [ -f "$mbr" ] || mbr=/usr/lib/syslinux/mbr/mbr.bin
 [ -f "$mbr" ] || die "syslinux mbr.bin not found (apt-get install extlinux syslinux-common)"
 
+# Wheels of python.lock, fetched before anything is built (a missing one stops the build here).
+t0=$SECONDS
+unset AIHOW_IMAGE_WHEELS
+if [ -f "$lock" ]; then
+  AIHOW_IMAGE_WHEELS=$(fetch_wheels "$name" "$lock" "$cache_dir/wheels")
+  export AIHOW_IMAGE_WHEELS  # read by the customize hook 60-python-venv.sh (mmdebstrap keeps the environment)
+fi
+t_wheels=$((SECONDS - t0))
+
 work=$(mktemp -d "$cache_dir/.build-$name-XXXXXX")
 loop="" mnt="$work/mnt"
 cleanup() {
@@ -99,7 +184,7 @@ t_debootstrap=$((SECONDS - t0))
 dpkg-query --admindir="$work/root/var/lib/dpkg" -W -f='${Package}\t${Version}\n' >"$work/packages.tsv"
 
 t0=$SECONDS
-progress "$name: base disk: raw disk $disk_size, ext4, extlinux, qcow2 compression"
+progress "$name: base disk: raw disk $disk_size, ext4, extlinux, qcow2 zstd compression"
 truncate -s "$disk_size" "$work/disk.raw"
 # One bootable Linux partition at 1 MiB; partition loop devices are not available, hence -o.
 echo 'start=2048, type=83, bootable' | sfdisk -q "$work/disk.raw" >&2
@@ -111,17 +196,24 @@ mkdir -p "$mnt"
 mount "$loop" "$mnt"
 cp -a "$work/root/." "$mnt/"
 extlinux --install "$mnt/boot/extlinux" >&2
+read -r root_used root_size < <(df -B1 --output=used,size "$mnt" | tail -n 1)
+progress_note "$name: base disk: root file system $((root_used >> 20)) MiB used of $((root_size >> 20)) MiB"
+log "$name: root file system: $((root_used >> 20)) MiB used of $((root_size >> 20)) MiB ($((100 * root_used / root_size))%)"
+# The packer stage and the first boot (before cloud-init grows the partition) need some room.
+[ $((100 * root_used / root_size)) -le 90 ] || \
+  die "$name: the root file system is $((100 * root_used / root_size))% full on a $disk_size disk: raise images/defs/$name/disk-size (or AIHOW_IMAGE_DISK_SIZE)"
 umount "$mnt"
 losetup -d "$loop"; loop=""
 dd if="$mbr" of="$work/disk.raw" bs=440 count=1 conv=notrunc status=none
 rm -rf "$work/root"
-qemu-img convert -c -O qcow2 "$work/disk.raw" "$work/disk.qcow2"
+# zstd: ~4x faster than qcow2's default zlib on these images, and smaller (qemu >= 5.1 reads it).
+qemu-img convert -c -O qcow2 -o compression_type=zstd "$work/disk.raw" "$work/disk.qcow2"
 t_disk=$((SECONDS - t0))
 
 printf '%s\n' "$manifest" >"$work/inputs.txt"
 mv "$work/disk.qcow2" "$out"
 write_metadata "$name" "$hash" "$out" "$work/packages.tsv" "$work/inputs.txt" "$params" "$meta" \
-  "{\"stage\": \"base\", \"build_seconds\": {\"mmdebstrap\": $t_debootstrap, \"disk\": $t_disk}}"
+  "{\"stage\": \"base\", \"root_used_bytes\": $root_used, \"root_size_bytes\": $root_size, \"build_seconds\": {\"wheels\": $t_wheels, \"mmdebstrap\": $t_debootstrap, \"disk\": $t_disk}}"
 update_link "$(basename "$out")" "$cache_dir/$name.qcow2"
 update_link "$(basename "$meta")" "$cache_dir/$name.json"
 progress "$name: base disk built: $out ($(du -h "$out" | cut -f1)) in mmdebstrap ${t_debootstrap}s + disk ${t_disk}s"

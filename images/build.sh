@@ -120,7 +120,8 @@ t_packer=$((SECONDS - t0))
 t0=$SECONDS
 progress "$name: step 3/3: flatten and compress the disk (qemu-img convert -c)"
 # Recompress the VM disk packer leaves behind (a modified copy of the base) into the cached image.
-qemu-img convert -c -O qcow2 "$work/out/$name.qcow2" "$work/final.qcow2"
+# zstd (qemu >= 5.1): ~4x faster than the default zlib on these images, and smaller.
+qemu-img convert -c -O qcow2 -o compression_type=zstd "$work/out/$name.qcow2" "$work/final.qcow2"
 t_convert=$((SECONDS - t0))
 [ "$(sha256sum "$base_image" | cut -d' ' -f1)" = "$base_sha" ] || die "base image $base_image changed during the build"
 

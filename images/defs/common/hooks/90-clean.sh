@@ -10,6 +10,12 @@ root=$1
 rm -f "$root"/etc/ssh/ssh_host_*
 # The key the munge postinst generated would be shared too; the munge role installs one per cluster.
 rm -f "$root/etc/munge/munge.key"
+# The snakeoil TLS key pair of ssl-cert (a dependency of postgresql-common) would be shared too; the
+# postgresql role makes one per host if it wants TLS (make-ssl-cert generate-default-snakeoil).
+if [ -e "$root/etc/ssl/certs/ssl-cert-snakeoil.pem" ]; then
+  find "$root/etc/ssl/certs" -maxdepth 1 -type l -lname '*ssl-cert-snakeoil.pem' -delete
+  rm -f "$root/etc/ssl/certs/ssl-cert-snakeoil.pem" "$root/etc/ssl/private/ssl-cert-snakeoil.key"
+fi
 rm -f "$root/var/lib/systemd/random-seed"
 chroot "$root" apt-get clean
 rm -rf "$root"/var/lib/apt/lists/*
