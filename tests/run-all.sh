@@ -31,6 +31,9 @@ bash tests/integration/collection-install.sh
 step "GPU host end to end against the NVML and vGPU simulators"
 bash tests/integration/gpu-simulator.sh
 
+step "ML workflow natively on loopback: PostgreSQL 15, MLflow, DDP training, registry gate, KServe server, verify, rollback"
+bash tests/integration/mlops-native.sh
+
 step "Molecule scenarios (podman)"
 bash tests/run-molecule.sh
 

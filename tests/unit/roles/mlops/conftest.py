@@ -1,0 +1,63 @@
+"""The ML workflow's programs (roles/mlops_pipeline/files, roles/model_server/files) as modules.
+
+They import only the standard library at module level (numpy, torch, sklearn, mlflow and kserve inside
+the functions that use them), so the unit tier's .venv, which has none of those, tests their pure
+parts: argument parsing, the rank environment, the backend choice, the split, the idx reader, the
+gates, payload validation and the verification arithmetic. The real stack runs in
+tests/integration/mlops-native.sh.
+"""
+import importlib.util
+import os
+
+import pytest
+
+from helpers import REPO
+
+SCRIPTS = {
+    "train": ("roles", "mlops_pipeline", "files", "train_digits.py"),
+    "registry": ("roles", "mlops_pipeline", "files", "model_registry.py"),
+    "verify": ("roles", "mlops_pipeline", "files", "verify_inference.py"),
+    "server": ("roles", "model_server", "files", "hyperscaler_model_server.py"),
+}
+
+
+def script_path(key):
+    return os.path.join(REPO, *SCRIPTS[key])
+
+
+def load_script(key):
+    spec = importlib.util.spec_from_file_location("mlops_" + key, script_path(key))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def train():
+    return load_script("train")
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return load_script("registry")
+
+
+@pytest.fixture(scope="session")
+def verify():
+    return load_script("verify")
+
+
+@pytest.fixture(scope="session")
+def server():
+    return load_script("server")
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback port nothing listens on."""
+    import socket
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
