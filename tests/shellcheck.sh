@@ -14,6 +14,7 @@ while IFS= read -r -d '' f; do
   if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi  # deleted in the work tree, or a link
   case $f in
     *.sh|*.bash) scripts+=("$f"); continue;;
+    *.j2) continue;;  # a Jinja template is shell only once rendered (its {{ }} are not shell)
   esac
   first=""
   IFS= read -r first <"$f" 2>/dev/null || true

@@ -15,10 +15,12 @@ description:
   - Reads a cluster.yaml (validated against C(schemas/cluster.schema.json) and the semantic rules of the
     collection's config model) and returns every VM of the HPC and cloud clusters as a host, with its address,
     resources, network and GPU assignment from the GPU allocation plan.
-  - "Groups: C(hpc), C(hpc_controller), C(hpc_compute), C(cloud), C(k8s_control_plane), C(k8s_worker_cpu),
-    C(k8s_worker_gpu), the groups Kubespray expects (C(kube_control_plane), C(kube_node), C(etcd),
-    C(k8s_cluster)), one C(slurm_partition_<name>) group per Slurm partition, and C(hypervisors) with the
-    libvirt host(s)."
+  - "Groups: C(hpc), C(hpc_controller), C(hpc_compute), C(cloud), C(cloud_control_plane), C(cloud_workers),
+    one C(slurm_partition_<name>) group per Slurm partition, and C(hypervisors) with the libvirt host(s).
+    With C(clusters.cloud.platform=kubernetes) also C(k8s_control_plane), C(k8s_worker_cpu), C(k8s_worker_gpu)
+    and the groups Kubespray expects (C(kube_control_plane), C(kube_node), C(etcd), C(k8s_cluster))."
+  - With an C(mlops) section, C(hyperscaler_mlops) on C(all) (resolved, with the tracking server's address and
+    URL and the workers of each served model) and C(hyperscaler_model_server) on each cloud worker.
   - Host names are stable; see docs/inventory.md.
   - C(compose), C(groups) and C(keyed_groups) apply to the VMs (hosts with C(hyperscaler_node)), not to the
     hypervisor hosts.

@@ -43,3 +43,30 @@ PY
 recap_changed() {
   awk '/PLAY RECAP/{r=1} r && /changed=/{for(i=1;i<=NF;i++) if($i ~ /^changed=/){split($i,a,"="); s+=a[2]}} END{print s+0}' "$1"
 }
+
+# The MLOps end to end's cluster: config/mlops.yml (HPC controller + 2 compute, cloud control plane + 1
+# worker) renamed to LAB, lab mode on, pool, keys and credentials in WORK.
+#   e2e_mlops_cluster_files REPO WORK LAB
+# writes WORK/id_ed25519{,.pub}, WORK/cluster.yml, WORK/e2e.cluster.yml; sets INV and SITE_VARS, given
+# HPC_IMAGE and CLOUD_IMAGE (the golden images' paths).
+e2e_mlops_cluster_files() {
+  local repo=$1 work=$2 lab=$3
+  [ -e "$work/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "hs-$lab" -f "$work/id_ed25519"
+  "$repo/.venv/bin/python" - "$repo/config/mlops.yml" "$work" "$lab" <<'PY'
+import sys, yaml
+src, work, lab = sys.argv[1:]
+data = yaml.safe_load(open(src))
+data["metadata"]["name"] = lab
+data["hypervisor"]["lab_mode"] = "enabled"
+data["hypervisor"]["storage_pool"] = {"path": work + "/pool"}
+data["ssh"] = {"public_key_file": work + "/id_ed25519.pub", "private_key_file": work + "/id_ed25519"}
+data["mlops"]["credentials_dir"] = work + "/credentials"
+yaml.safe_dump(data, open(work + "/cluster.yml", "w"), sort_keys=False)
+PY
+  printf 'plugin: aihow.hyperscaler.cluster\nconfig: cluster.yml\n' >"$work/e2e.cluster.yml"
+  # shellcheck disable=SC2034  # used by the scripts that source this file
+  INV=(-i "$work/e2e.cluster.yml")
+  # shellcheck disable=SC2034  # used by the scripts that source this file
+  SITE_VARS=(-e "{\"vms_images\": {\"hpc-base\": \"$HPC_IMAGE\", \"cloud-base\": \"$CLOUD_IMAGE\"}}"
+             -e "munge_key_store_dir=$work/secrets" -e "slurm_secret_store_dir=$work/secrets")
+}

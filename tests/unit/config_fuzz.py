@@ -28,7 +28,7 @@ from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.report im
 from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.inventory import inventory_from_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TEMPLATES = ("minimal.yml", "workstation.yml", "production.yml")
+TEMPLATES = ("minimal.yml", "mlops.yml", "workstation.yml", "production.yml")
 
 # Values a careless edit puts where something else was expected.
 HOSTILE_VALUES = [

@@ -30,6 +30,11 @@ import os
 import re
 
 try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2
+    from urlparse import urlsplit
+
+try:
     import jsonschema
     HAS_JSONSCHEMA = True
 except ImportError:  # pragma: no cover - reported by missing_dependency()
@@ -217,10 +222,22 @@ def _describe_error(err, root):
         return [ConfigIssue(format_path(path), "must be %r" % (err.validator_value,))]
     if validator == "type":
         return [ConfigIssue(format_path(path), _describe_type(err))]
-    if validator in ("minimum", "maximum"):
+    if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         sub = _subschema_at(root, path)
-        bounds = "between %s and %s" % (sub.get("minimum", "-inf"), sub.get("maximum", "inf"))
+        if "exclusiveMinimum" in sub or "exclusiveMaximum" in sub:
+            low = ("greater than %s" % sub["exclusiveMinimum"] if "exclusiveMinimum" in sub
+                   else "at least %s" % sub.get("minimum", "-inf"))
+            high = ("less than %s" % sub["exclusiveMaximum"] if "exclusiveMaximum" in sub
+                    else "at most %s" % sub.get("maximum", "inf"))
+            bounds = "%s and %s" % (low, high)
+        else:
+            bounds = "between %s and %s" % (sub.get("minimum", "-inf"), sub.get("maximum", "inf"))
         return [ConfigIssue(format_path(path), "%s is out of range; must be %s" % (_show(err.instance), bounds))]
+    if validator == "maxLength":
+        return [ConfigIssue(format_path(path), "is %d characters long; at most %d are allowed"
+                            % (len(err.instance), err.validator_value))]
+    if validator == "minLength":
+        return [ConfigIssue(format_path(path), "must not be empty")]
     if validator == "multipleOf":
         return [ConfigIssue(format_path(path), "%r must be a multiple of %s" % (err.instance, err.validator_value))]
     if validator == "pattern" and "propertyNames" in err.absolute_schema_path:
@@ -434,8 +451,9 @@ class ClusterConfig:
 class _Checker:
     """Collects issues; each semantic check reads ``data`` defensively."""
 
-    def __init__(self, data, schema_issues_found):
+    def __init__(self, data, schema_issues_found, raw=None):
         self.data = data
+        self.raw = raw if raw is not None else data
         self.issues = []
         self.schema_failed = bool(schema_issues_found)
         self.schema_paths = set(i.path for i in schema_issues_found)
@@ -446,6 +464,15 @@ class _Checker:
         if any(path == p or path.startswith((p + ".", p + "[")) for p in self.schema_paths):
             return  # the schema already said this value is malformed; a second word on it is noise
         self.issues.append(ConfigIssue(path, message))
+
+    def written(self, path):
+        """Whether the file itself sets the value at ``path`` (not a default)."""
+        value = self.raw
+        for part in path:
+            if not isinstance(value, dict) or part not in value:
+                return False
+            value = value[part]
+        return True
 
     def run(self, check, *args):
         try:
@@ -863,8 +890,268 @@ def _check_strategy(checker):
             checker.add(base + [key, cluster], "GPUs are allocated to the %s cluster, which is not defined" % cluster)
 
 
-def _derived_defaults(data):
+# --------------------------------------------------------------------------- mlops
+
+# The artifact directory of store local when the file names none (with store s3 there is none).
+MLOPS_ARTIFACTS_PATH = CLUSTER_SCHEMA["$defs"]["mlops"]["properties"]["tracking"]["properties"]["artifacts"][
+    "properties"]["path"]["default"]
+CLOUD_WORKER_ROLES = ("cpu_worker", "gpu_worker")
+_MLFLOW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_MLFLOW_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MLFLOW_VERSION_ALIAS = re.compile(r"^[vV][0-9]+$")  # MLflow reserves these: they name versions
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def mlflow_model_name_problem(name):
+    """Why MLflow, or the model servers' URLs (/v2/models/<name>), would refuse a model name; None if fine."""
+    if not isinstance(name, str):
+        return None  # the schema reports the type
+    if not name:
+        return "is empty; name the registered model (e.g. digits-cnn)"
+    bad = sorted(set(c for c in name if c in "/:%.'\""))
+    if bad:
+        return ("%s: MLflow refuses %s in model names (/ : %% in registered models, . ' \" in logged ones); "
+                "use letters, digits, _ and -" % (_show(name), " ".join(bad)))
+    if not _MLFLOW_NAME.match(name):
+        return ("%s is not a model name the lab can serve: use 1-64 letters, digits, _ and -, starting with a "
+                "letter or digit (the servers' URLs hold it: /v2/models/<name>)" % _show(name))
+    return None
+
+
+def mlflow_alias_problem(alias):
+    """Why MLflow would refuse a model version alias; None if fine."""
+    if not isinstance(alias, str):
+        return None  # the schema reports the type
+    if not alias:
+        return "is empty; name the alias the servers load (e.g. champion)"
+    if not _MLFLOW_ALIAS.match(alias):
+        return "%s is not an MLflow alias: use 1-64 letters, digits, _ and - (e.g. champion)" % _show(alias)
+    if alias.lower() == "latest":
+        return "%r is reserved by MLflow (case-insensitive: it means the newest version); use e.g. champion" % alias
+    if _MLFLOW_VERSION_ALIAS.match(alias):
+        return "%r is reserved by MLflow: v<digits> names a model version; use e.g. champion" % alias
+    return None
+
+
+def _s3_endpoint_problem(url):
+    example = "write http(s)://host[:port], e.g. http://minio.example:9000"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return "%s is not a URL (%s); %s" % (_show(url), exc, example)
+    if parts.scheme not in ("http", "https"):
+        return "%s is not an http(s) URL; %s" % (_show(url), example)
+    if not parts.hostname or not _HOST_NAME.match(parts.hostname) or "@" in parts.netloc:
+        return "%s does not name a host; %s" % (_show(url), example)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "%s has a path, query or fragment; an S3 endpoint is a host: %s" % (_show(url), example)
+    if port == 0:
+        return "%s has port 0; %s" % (_show(url), example)
+    return None
+
+
+def _s3_bucket_problem(name):
+    rules = "3-63 of a-z, 0-9, . and -, starting and ending with a letter or digit, no '..', not an IP address"
+    if not _S3_BUCKET.match(name) or ".." in name or re.match(r"^[0-9]+(\.[0-9]+){3}$", name):
+        return "%s is not a valid S3 bucket name (%s)" % (_show(name), rules)
+    return None
+
+
+def _some(names, limit=12):
+    """A list of names for a message, cut short: a cluster may have thousands of workers."""
+    names = list(names)
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown + (" and %d more" % (len(names) - limit) if len(names) > limit else "")
+
+
+def _mlops_defaults(data, raw):
+    """mlops defaults that depend on other values or on what the file wrote (``raw``); defensive: no check ran yet.
+
+    The schema's defaults stay what an all-default file gets (and what role fallbacks mirror); where a value
+    the file leaves out should follow the rest of the file, it is set here.
+    """
+    mlops = data.get("mlops")
+    clusters = data.get("clusters")
+    if not isinstance(mlops, dict) or not isinstance(clusters, dict):
+        return
+    written = raw.get("mlops") if isinstance(raw.get("mlops"), dict) else {}
+    hpc = clusters.get("hpc")
+    artifacts = _get(mlops, ("tracking", "artifacts"))
+    if isinstance(artifacts, dict) and artifacts.get("store") == "s3" and "path" not in (
+            _get(written, ("tracking", "artifacts")) or {}):
+        artifacts.pop("path", None)  # the local store's default directory: nothing with s3
+    if "allowed_networks" not in mlops:
+        # The training job on the HPC cluster logs to MLflow: its network may reach the tracking server.
+        hpc_net = hpc.get("network") if isinstance(hpc, dict) else None
+        mlops["allowed_networks"] = [hpc_net] if isinstance(hpc_net, str) and hpc_net != _get(
+            clusters, ("cloud", "network")) else []
+    if "training" not in mlops and isinstance(hpc, dict):
+        mlops["training"] = apply_defaults({}, _subschema_at(load_schema(), ["mlops", "training"]))
+    models = _get(mlops, ("serving", "models"))
+    entries = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+    training = mlops.get("training")
+    written_training = written.get("training") if isinstance(written.get("training"), dict) else {}
+    if isinstance(training, dict) and "model_name" not in written_training and entries and isinstance(
+            entries[0].get("name"), str):
+        training["model_name"] = entries[0]["name"]  # the schema's digits-cnn is the default models' first
+    promotion = mlops.get("promotion")
+    if isinstance(promotion, dict) and "alias" not in promotion and entries:
+        wanted = training.get("model_name") if isinstance(training, dict) else None
+        chosen = next((m for m in entries if m.get("name") == wanted), entries[0])
+        if isinstance(chosen.get("alias"), str):
+            promotion["alias"] = chosen["alias"]
+
+
+def _check_mlops(checker, nodes):
+    data = checker.data
+    mlops = data["mlops"]
+    clusters = data["clusters"]
+    base = ["mlops"]
+    if "cloud" not in clusters:
+        checker.add(base, "MLflow, its database and the model servers run on the cloud cluster, and clusters.cloud "
+                    "is not defined; add clusters.cloud (platform: systemd) or leave mlops out")
+        return
+    if not mlops["experiment"].strip():
+        checker.add(base + ["experiment"], "is empty; name the MLflow experiment (e.g. digits)")
+    _check_mlops_ports(checker, base)
+    _check_mlops_artifacts(checker, base + ["tracking", "artifacts"], mlops["tracking"]["artifacts"])
+    networks = data["global"]["networks"]
+    for i, name in enumerate(mlops["allowed_networks"]):
+        if name not in networks:
+            checker.add(base + ["allowed_networks", i], "%s is not a network of global.networks (defined: %s)"
+                        % (_show(name), _some(sorted(networks))))
+    workers = [n.name for n in nodes if n.cluster == "cloud" and n.role in CLOUD_WORKER_ROLES]
+    known = set(workers)
+    served = {}
+    names = []
+    for i, model in enumerate(mlops["serving"]["models"]):
+        path = base + ["serving", "models", i]
+        names.append(model["name"])
+        for key, problem in (("name", mlflow_model_name_problem(model["name"])),
+                             ("alias", mlflow_alias_problem(model["alias"]))):
+            if problem:
+                checker.add(path + [key], problem)
+        listed = model.get("workers")
+        if listed is not None:
+            bad = [w for w in listed if w not in known]
+            if bad:
+                checker.add(path + ["workers"], "%s %s not a cloud worker; the cloud workers are: %s" % (
+                    _some(repr(w) for w in bad), "is" if len(bad) == 1 else "are", _some(workers)))
+        for worker in (listed if listed is not None else workers):
+            first = served.setdefault((worker, model["name"]), i)
+            if first != i:
+                checker.add(path + ["name"], "%r is also served on %s by serving.models[%d]; a worker serves a model "
+                            "under one alias (its URL is /v2/models/%s): give the entries different workers"
+                            % (model["name"], worker, first, model["name"]))
+                break
+    training = mlops.get("training")
+    if training is not None:
+        _check_mlops_training(checker, base, mlops, training, names, nodes)
+    promotion_alias = mlops["promotion"].get("alias")
+    problem = mlflow_alias_problem(promotion_alias)
+    if problem:
+        checker.add(base + ["promotion", "alias"], problem)
+
+
+def _check_mlops_ports(checker, base):
+    data = checker.data
+    ports = []
+    if data["monitoring"]["enabled"]:
+        ports.append((["monitoring", "node_exporter_port"], "node exporter"))
+    ports += [(base + ["tracking", "port"], "MLflow"), (base + ["database", "port"], "PostgreSQL"),
+              (base + ["serving", "port"], "the model servers")]
+    seen = {}
+    for path, what in ports:
+        port = _get(data, path)
+        if not isinstance(port, int) or isinstance(port, bool):
+            continue  # the schema reports it
+        if port in seen:
+            # Said at the port the file sets, not at one left to its default (tracking.port: 5432 clashes with
+            # the database's default: the fix is tracking.port).
+            here, other, other_what = path, seen[port][0], seen[port][1]
+            if not checker.written(here) and checker.written(other):
+                here, other, other_what = other, here, what
+            checker.add(here, "%d is also %s (%s%s); every service needs its own port" % (
+                port, format_path(other), other_what, "" if checker.written(other) else ", its default"))
+        seen.setdefault(port, (path, what))
+
+
+def _check_mlops_artifacts(checker, path, artifacts):
+    store = artifacts["store"]
+    if store == "s3":
+        examples = {"s3_endpoint": "http://minio.example:9000", "s3_bucket": "mlflow"}
+        for key in ("s3_endpoint", "s3_bucket"):
+            if key not in artifacts:
+                checker.add(path + [key], "is required with store s3 (e.g. %s)" % examples[key])
+        if "path" in artifacts:
+            checker.add(path + ["path"], "is for store local only; with store s3 the artifacts go to s3_bucket: "
+                        "leave path out")
+    elif store == "local":
+        for key in ("s3_endpoint", "s3_bucket"):
+            if key in artifacts:
+                checker.add(path + [key], "is for store s3 only, and store is local: set store: s3, or leave %s out"
+                            % key)
+        directory = artifacts["path"]
+        if directory.startswith("/") and (directory.rstrip("/") == "" or ".." in directory.split("/")):
+            checker.add(path + ["path"], "%s must name a directory of its own: not /, no .. (e.g. %s)"
+                        % (_show(directory), MLOPS_ARTIFACTS_PATH))
+    if isinstance(artifacts.get("s3_endpoint"), str):
+        problem = _s3_endpoint_problem(artifacts["s3_endpoint"])
+        if problem:
+            checker.add(path + ["s3_endpoint"], problem)
+    if isinstance(artifacts.get("s3_bucket"), str):
+        problem = _s3_bucket_problem(artifacts["s3_bucket"])
+        if problem:
+            checker.add(path + ["s3_bucket"], problem)
+
+
+def _check_mlops_training(checker, base, mlops, training, served_names, nodes):
+    path = base + ["training"]
+    training_nodes_written = checker.written(path + ["nodes"])
+    clusters = checker.data["clusters"]
+    if "hpc" not in clusters:
+        checker.add(path, "the training job runs on the HPC cluster (Slurm), and clusters.hpc is not defined; "
+                    "add clusters.hpc or leave mlops.training out")
+        return
+    name = training.get("model_name")
+    problem = mlflow_model_name_problem(name)
+    if problem:
+        checker.add(path + ["model_name"], problem)
+    elif isinstance(name, str) and name not in served_names:
+        checker.add(path + ["model_name"], "%s is not one of mlops.serving.models (%s); the job registers the model "
+                    "the servers load: name one of them, or add it there" % (_show(name), _some(served_names)))
+    hpc_net = clusters["hpc"]["network"]
+    if hpc_net != clusters["cloud"]["network"] and hpc_net not in mlops["allowed_networks"]:
+        checker.add(base + ["allowed_networks"], "the training job runs on the HPC cluster and logs to MLflow: add "
+                    "%s (clusters.hpc.network), or leave allowed_networks out (it defaults to the HPC network)" % hpc_net)
+    compute = [n for n in nodes if n.cluster == "hpc" and n.role == "compute"]
+    slurm = clusters["hpc"]["slurm_config"]
+    partitions = slurm["partitions"]
+    default = slurm.get("default_partition") or (partitions[0] if isinstance(partitions[0], str) else partitions[0]["name"])
+    spec = next((p for p in partitions if (p if isinstance(p, str) else p["name"]) == default), None)
+    if not compute or spec is None:
+        return  # no compute node, or an undefined default partition: both reported by the Slurm checks
+    members = len(partition_members(spec, compute))
+    wanted = training["nodes"]
+    if not training_nodes_written and isinstance(wanted, int):
+        # The default (2) on a cluster whose default partition has 1 node: train on that one.
+        training["nodes"] = min(wanted, max(members, 1))
+    elif isinstance(wanted, int) and wanted > members:
+        if members == len(compute):
+            where = "the HPC cluster has %d compute node%s" % (members, "" if members == 1 else "s")
+        else:
+            where = ("the job runs in the default Slurm partition %r, which has %d of the %d compute nodes"
+                     % (default, members, len(compute)))
+        checker.add(path + ["nodes"], "asks for %d nodes, and %s: set nodes to at most %d" % (wanted, where, members))
+
+
+def _derived_defaults(data, raw):
     """Defaults that depend on other values (the schema's ``default`` cannot express them)."""
+    _mlops_defaults(data, raw)
     name = _get(data, ("metadata", "name"))
     if not isinstance(name, str):
         return data
@@ -956,14 +1243,16 @@ def build_cluster_config(raw, source="cluster.yaml", lines=None):
     if oversized:
         # The semantic checks scale with the sizes the schema just refused: report the schema's findings only.
         raise ConfigError(source, _with_lines(issues, lines))
-    data = _derived_defaults(apply_defaults(raw))
-    checker = _Checker(data, issues)
+    data = _derived_defaults(apply_defaults(raw), raw)
+    checker = _Checker(data, issues, raw)
     checker.run(_check_hypervisor_hosts)
     networks = checker.run(_check_networks) or {}
     nodes = checker.run(_build_nodes, networks) or []
     checker.run(_check_capacity, nodes)
     if isinstance(data.get("clusters"), dict) and "hpc" in data["clusters"]:
         checker.run(_check_slurm, nodes)
+    if isinstance(data.get("mlops"), dict):
+        checker.run(_check_mlops, nodes)
     checker.run(_check_local_files)
     plan = None
     if isinstance(data.get("global"), dict) and "gpu_allocation" in data["global"]:

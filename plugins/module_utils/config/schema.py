@@ -47,7 +47,8 @@ CLUSTER_SCHEMA = (
                                  'type': 'object',
                                  'additionalProperties': False,
                                  'minProperties': 1,
-                                 'properties': {'hpc': {'$ref': '#/$defs/hpc_cluster'}, 'cloud': {'$ref': '#/$defs/cloud_cluster'}}}},
+                                 'properties': {'hpc': {'$ref': '#/$defs/hpc_cluster'}, 'cloud': {'$ref': '#/$defs/cloud_cluster'}}},
+                    'mlops': {'$ref': '#/$defs/mlops'}},
      '$defs': {'cpu_cores': {'description': 'vCPUs of the VM.', 'type': 'integer', 'minimum': 1, 'maximum': 256},
                'memory_gb': {'description': 'Guest RAM in GiB (0.5 steps allowed).',
                              'type': 'number',
@@ -322,6 +323,12 @@ CLUSTER_SCHEMA = (
                                  'additionalProperties': False,
                                  'required': ['control_plane', 'worker_nodes'],
                                  'properties': {'network': {'type': 'string', 'default': 'cloud_network'},
+                                                'platform': {'description': 'systemd: the MLOps services (PostgreSQL, MLflow, a KServe-protocol model '
+                                                                            'server) run as systemd units on the cloud VMs, no Kubernetes. kubernetes: '
+                                                                            'Kubespray and KServe, which a later release brings (the playbooks stop '
+                                                                            'before changing anything until then).',
+                                                             'enum': ['systemd', 'kubernetes'],
+                                                             'default': 'systemd'},
                                                 'control_plane': {'$ref': '#/$defs/node'},
                                                 'worker_nodes': {'type': 'object',
                                                                  'additionalProperties': False,
@@ -342,5 +349,171 @@ CLUSTER_SCHEMA = (
                                                                                      'mig_strategy': {'description': 'How the GPU operator exposes MIG: '
                                                                                                                      'single, mixed or none.',
                                                                                                       'enum': ['single', 'mixed', 'none'],
-                                                                                                      'default': 'mixed'}}}}}}}
+                                                                                                      'default': 'mixed'}}}}},
+               'service_port': {'description': 'TCP port (1024-65535); the MLOps ports differ from each other and from monitoring.node_exporter_port.',
+                                'type': 'integer',
+                                'minimum': 1024,
+                                'maximum': 65535},
+               'mlflow_model_name': {'description': 'MLflow registered model name: 1-64 letters, digits, _ and -, starting with a letter or digit '
+                                                    '(MLflow refuses / : % in registered and . \' " in logged model names; the servers\' URLs hold it: '
+                                                    '/v2/models/<name>).',
+                                     'type': 'string',
+                                     'maxLength': 64},
+               'mlflow_alias': {'description': 'MLflow model version alias: 1-64 letters, digits, _ and -; not latest, nor v<digits> (MLflow reserves '
+                                               'them).',
+                                'type': 'string',
+                                'maxLength': 64},
+               'accuracy': {'description': 'Test accuracy, a fraction in (0, 1].', 'type': 'number', 'exclusiveMinimum': 0, 'maximum': 1},
+               'served_model': {'type': 'object',
+                                'additionalProperties': False,
+                                'required': ['name'],
+                                'properties': {'name': {'$ref': '#/$defs/mlflow_model_name'},
+                                               'alias': {'$ref': '#/$defs/mlflow_alias',
+                                                         'description': 'The alias whose model version the servers load (models:/<name>@<alias>).',
+                                                         'default': 'champion'},
+                                               'workers': {'description': 'Cloud worker host names (cloud-cpu-worker-01, ...) that serve this model; '
+                                                                          'default: every cloud worker.',
+                                                           'type': 'array',
+                                                           'items': {'type': 'string'},
+                                                           'minItems': 1,
+                                                           'maxItems': 8192,
+                                                           'uniqueItems': True}}},
+               'mlops': {'description': 'MLOps on the cloud cluster (needs clusters.cloud): MLflow tracking and registry with PostgreSQL on the control '
+                                        'plane, model servers on the workers, and the training job on the HPC cluster.',
+                         'type': 'object',
+                         'additionalProperties': False,
+                         'properties': {'experiment': {'description': 'MLflow experiment the training runs log to.',
+                                                       'type': 'string',
+                                                       'maxLength': 256,
+                                                       'default': 'digits'},
+                                        'credentials_dir': {'description': 'Directory on the Ansible controller for the generated credentials (the '
+                                                                           'database password); each lab uses <credentials_dir>/<metadata.name>/.',
+                                                            'type': 'string',
+                                                            'pattern': '^/',
+                                                            'maxLength': 1024,
+                                                            'default': '/var/lib/aihow-hyperscaler/credentials'},
+                                        'tracking': {'type': 'object',
+                                                     'additionalProperties': False,
+                                                     'default': {},
+                                                     'properties': {'port': {'$ref': '#/$defs/service_port',
+                                                                             'description': 'MLflow tracking server and model registry on the cloud '
+                                                                                            'control plane.',
+                                                                             'default': 5000},
+                                                                    'artifacts': {'description': 'Where MLflow keeps run artifacts and model files.',
+                                                                                  'type': 'object',
+                                                                                  'additionalProperties': False,
+                                                                                  'default': {},
+                                                                                  'properties': {'store': {'description': "local: on the control plane's "
+                                                                                                                          'disk, served through the '
+                                                                                                                          'tracking server (clients need '
+                                                                                                                          'no storage access). s3: an '
+                                                                                                                          'S3-compatible bucket.',
+                                                                                                           'enum': ['local', 's3'],
+                                                                                                           'default': 'local'},
+                                                                                                 'path': {'description': 'store local only: an absolute '
+                                                                                                                         'directory on the control '
+                                                                                                                         'plane.',
+                                                                                                          'type': 'string',
+                                                                                                          'pattern': '^/',
+                                                                                                          'maxLength': 1024,
+                                                                                                          'default': '/var/lib/mlflow/artifacts'},
+                                                                                                 's3_endpoint': {'description': 'store s3 only (required '
+                                                                                                                                'there): the endpoint '
+                                                                                                                                'URL, '
+                                                                                                                                'http(s)://host[:port].',
+                                                                                                                 'type': 'string',
+                                                                                                                 'maxLength': 1024},
+                                                                                                 's3_bucket': {'description': 'store s3 only (required '
+                                                                                                                              'there): the bucket (S3 '
+                                                                                                                              'names: 3-63 of a-z, 0-9, '
+                                                                                                                              '. and -).',
+                                                                                                               'type': 'string',
+                                                                                                               'maxLength': 63}}}}},
+                                        'database': {'description': "PostgreSQL 15 on the cloud control plane: MLflow's backend store.",
+                                                     'type': 'object',
+                                                     'additionalProperties': False,
+                                                     'default': {},
+                                                     'properties': {'port': {'$ref': '#/$defs/service_port',
+                                                                             'description': 'PostgreSQL on the cloud control plane (MLflow on the same '
+                                                                                            'VM connects to it).',
+                                                                             'default': 5432},
+                                                                    'name': {'description': 'Database name: a-z, 0-9 and _, starting with a letter or _ '
+                                                                                            '(at most 63).',
+                                                                             'type': 'string',
+                                                                             'pattern': '^[a-z_][a-z0-9_]{0,62}$',
+                                                                             'default': 'mlflow'},
+                                                                    'user': {'description': 'Database role MLflow connects as (its password is generated '
+                                                                                            'into credentials_dir): a-z, 0-9 and _, starting with a '
+                                                                                            'letter or _ (at most 63).',
+                                                                             'type': 'string',
+                                                                             'pattern': '^[a-z_][a-z0-9_]{0,62}$',
+                                                                             'default': 'mlflow'}}},
+                                        'serving': {'description': 'KServe-protocol (v2 and v1) model servers on the cloud workers.',
+                                                    'type': 'object',
+                                                    'additionalProperties': False,
+                                                    'default': {},
+                                                    'properties': {'port': {'$ref': '#/$defs/service_port',
+                                                                            'description': 'Port of the model server on each cloud worker.',
+                                                                            'default': 8080},
+                                                                   'models': {'description': 'Registered models and the alias the servers load; a worker '
+                                                                                             'serves each model name once.',
+                                                                              'type': 'array',
+                                                                              'items': {'$ref': '#/$defs/served_model'},
+                                                                              'minItems': 1,
+                                                                              'maxItems': 64,
+                                                                              'default': [{'name': 'digits-cnn', 'alias': 'champion'}]}}},
+                                        'allowed_networks': {'description': 'Networks (keys of global.networks) whose hosts may reach the tracking and '
+                                                                            "serving ports; the cloud cluster's own network always may. Default: the HPC "
+                                                                            "cluster's network when there is one.",
+                                                             'type': 'array',
+                                                             'items': {'type': 'string'},
+                                                             'maxItems': 64,
+                                                             'uniqueItems': True},
+                                        'training': {'description': 'The Slurm job that trains the model with torch DDP and registers it (needs '
+                                                                    'clusters.hpc). Default: these values when there is an HPC cluster, no training '
+                                                                    'without one.',
+                                                     'type': 'object',
+                                                     'additionalProperties': False,
+                                                     'properties': {'model_name': {'$ref': '#/$defs/mlflow_model_name',
+                                                                                   'description': 'The registered model the job feeds; one of '
+                                                                                                  'serving.models. Left out: the first of serving.models '
+                                                                                                  '(digits-cnn with their default).',
+                                                                                   'default': 'digits-cnn'},
+                                                                    'nodes': {'description': 'Slurm nodes of the job (one DDP process each), in the '
+                                                                                             'default partition: at most its nodes. Left out: 2, or 1 '
+                                                                                             'when the partition has one node.',
+                                                                              'type': 'integer',
+                                                                              'minimum': 1,
+                                                                              'maximum': 4096,
+                                                                              'default': 2},
+                                                                    'epochs': {'description': 'Passes over the training data.',
+                                                                               'type': 'integer',
+                                                                               'minimum': 1,
+                                                                               'maximum': 10000,
+                                                                               'default': 20},
+                                                                    'batch_size': {'description': 'Samples per DDP process and step.',
+                                                                                   'type': 'integer',
+                                                                                   'minimum': 1,
+                                                                                   'maximum': 65536,
+                                                                                   'default': 64},
+                                                                    'learning_rate': {'description': 'Optimizer step size.',
+                                                                                      'type': 'number',
+                                                                                      'exclusiveMinimum': 0,
+                                                                                      'maximum': 10,
+                                                                                      'default': 0.002},
+                                                                    'min_accuracy': {'$ref': '#/$defs/accuracy',
+                                                                                     'description': "The job fails when the model's test accuracy is "
+                                                                                                    'below this.',
+                                                                                     'default': 0.95}}},
+                                        'promotion': {'description': 'When a newly registered version takes over the alias the servers load.',
+                                                      'type': 'object',
+                                                      'additionalProperties': False,
+                                                      'default': {},
+                                                      'properties': {'min_accuracy': {'$ref': '#/$defs/accuracy',
+                                                                                      'description': 'The alias moves to a new version only if its test '
+                                                                                                     'accuracy is at least this.',
+                                                                                      'default': 0.95},
+                                                                     'alias': {'$ref': '#/$defs/mlflow_alias',
+                                                                               'description': 'The alias that moves. Default: the alias serving.models '
+                                                                                              "gives the training's model (its first entry)."}}}}}}}
 )

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import random
+import socket
 import struct
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def build_parser():
     parser.add_argument("--data-dir", default="/shared/mlops/data",
                         help="shared directory of the prepared data set (written by rank 0 when missing)")
     parser.add_argument("--mnist-dir", help="directory with the four MNIST idx files (optionally .gz): use MNIST")
-    parser.add_argument("--epochs", type=_positive_int, default=30)
+    parser.add_argument("--epochs", type=_positive_int, default=20)
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="per process")
     parser.add_argument("--learning-rate", type=_positive_float, default=0.002, help="Adam's learning rate")
     parser.add_argument("--max-steps", type=_non_negative_int, default=0,
@@ -208,6 +209,34 @@ def slurm_first_host(nodelist, run=subprocess.run):
     if done.returncode != 0 or not hosts:
         return first_host(nodelist)
     return hosts[0]
+
+
+def slurm_hosts(nodelist, run=subprocess.run):
+    """Every host of the node list as `scontrol show hostnames` expands it; [] without scontrol."""
+    try:
+        done = run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30,
+                   check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return done.stdout.split() if done.returncode == 0 else []
+
+
+def collective_interface(master_addr, port, peers, route=None):
+    """(interface, local IPv4, probed host) the ranks' collectives should use.
+
+    The route to the rendezvous host, unless that is this host itself (rank 0 on the first node: the
+    route is loopback, and a rank advertising 127.0.0.1 cannot be reached by the others): then the route
+    to the first peer that is not reached over loopback. peers: the job's other hosts.
+    """
+    route = route or interface_for
+    ifname, local = route(master_addr, port)
+    if ifname != "lo":
+        return ifname, local, master_addr
+    for peer in peers:
+        peer_ifname, peer_local = route(peer, port)
+        if peer_ifname and peer_ifname != "lo":
+            return peer_ifname, peer_local, peer
+    return ifname, local, master_addr
 
 
 def dist_settings(env, master_addr=None, master_port=None, run=subprocess.run):
@@ -606,10 +635,13 @@ def run_job(args):
 
     ifname_var = "NCCL_SOCKET_IFNAME" if backend == "nccl" else "GLOO_SOCKET_IFNAME"
     if settings["world_size"] > 1 and not os.environ.get(ifname_var):
-        ifname, local = interface_for(settings["master_addr"], settings["master_port"])
+        own = {socket.gethostname(), socket.gethostname().split(".")[0]}
+        peers = [h for h in slurm_hosts(os.environ.get("SLURM_JOB_NODELIST", "")) if h not in own] \
+            if os.environ.get("SLURM_JOB_NODELIST") else []
+        ifname, local, probed = collective_interface(settings["master_addr"], settings["master_port"], peers)
         if ifname:
             os.environ[ifname_var] = ifname
-            log(rank, "%s=%s (%s, the route to %s)" % (ifname_var, ifname, local, settings["master_addr"]))
+            log(rank, "%s=%s (%s, the route to %s)" % (ifname_var, ifname, local, probed))
     os.environ["MASTER_ADDR"] = settings["master_addr"]
     os.environ["MASTER_PORT"] = str(settings["master_port"])
     dist.init_process_group(backend, init_method="env://", rank=rank, world_size=settings["world_size"],

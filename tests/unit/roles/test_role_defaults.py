@@ -33,10 +33,15 @@ SECTIONS = {
     "hyperscaler_gpu_plan": ["global", "gpu_allocation"],
     "hyperscaler_kubernetes": ["clusters", "cloud", "kubernetes_config"],
     "hyperscaler_hypervisor": ["hypervisor", "hosts", 0],
+    "hyperscaler_mlops": ["mlops"],
+    "hyperscaler_model_server": ["mlops", "serving"],
+    "hyperscaler_cloud": ["clusters", "cloud"],
 }
 # Keys the inventory model derives: not cluster.yaml fields; without the inventory there is nothing.
 DERIVED = {
     "hyperscaler_slurm.partition_details", "hyperscaler_slurm.qos_settings", "hyperscaler_gpu_plan.devices",
+    "hyperscaler_mlops.tracking.url", "hyperscaler_mlops.tracking.host", "hyperscaler_mlops.credentials_dir",
+    "hyperscaler_mlops.allowed_networks", "hyperscaler_mlops.serving.models", "hyperscaler_model_server.models",
 }
 _USE = re.compile(r"\b(%s)((?:\.[a-z_][a-z0-9_]*)+)\s*\|\s*default\(" % "|".join(SECTIONS))
 

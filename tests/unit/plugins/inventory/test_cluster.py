@@ -51,14 +51,99 @@ def test_groups_and_hosts_of_the_workstation(plugin, tmp_path):
     assert members(inv, "hpc_controller") == ["hpc-controller"]
     assert members(inv, "hpc_compute") == ["hpc-compute-%02d" % i for i in range(1, 5)]
     assert members(inv, "hpc") == ["hpc-compute-%02d" % i for i in range(1, 5)] + ["hpc-controller"]
-    assert members(inv, "k8s_control_plane") == members(inv, "kube_control_plane") == members(inv, "etcd") == \
-        ["cloud-control-plane"]
-    assert members(inv, "k8s_worker_cpu") == ["cloud-cpu-worker-01"]
-    assert members(inv, "k8s_worker_gpu") == ["cloud-gpu-worker-%02d" % i for i in range(1, 4)]
-    assert members(inv, "kube_node") == ["cloud-cpu-worker-01"] + members(inv, "k8s_worker_gpu")
-    assert set(members(inv, "k8s_cluster")) == set(members(inv, "kube_node")) | {"cloud-control-plane"}
+    assert members(inv, "cloud_control_plane") == ["cloud-control-plane"]
+    assert members(inv, "cloud_workers") == ["cloud-cpu-worker-01"] + ["cloud-gpu-worker-%02d" % i for i in range(1, 4)]
+    assert members(inv, "cloud") == sorted(members(inv, "cloud_workers") + ["cloud-control-plane"])
     assert members(inv, "slurm_partition_gpu") == members(inv, "slurm_partition_debug") == members(inv, "hpc_compute")
     assert members(inv, "hypervisors") == ["local"]
+    # platform systemd: no Kubernetes, so none of the groups Kubespray reads
+    assert not set(inv.groups) & {"k8s_control_plane", "k8s_worker_cpu", "k8s_worker_gpu", "kube_control_plane",
+                                  "kube_node", "etcd", "k8s_cluster"}
+
+
+def test_platform_kubernetes_adds_the_kubespray_groups(plugin, tmp_path):
+    config = tmp_path / "k8s.yml"
+    config.write_text(open(repo_path("config", "workstation.yml")).read().replace("platform: systemd",
+                                                                                  "platform: kubernetes"))
+    inv = parse(plugin, tmp_path, str(config))
+    assert inv.groups["cloud"].get_vars()["hyperscaler_cloud"] == {"platform": "kubernetes"}
+    assert members(inv, "cloud_control_plane") == members(inv, "k8s_control_plane") == \
+        members(inv, "kube_control_plane") == members(inv, "etcd") == ["cloud-control-plane"]
+    assert members(inv, "k8s_worker_cpu") == ["cloud-cpu-worker-01"]
+    assert members(inv, "k8s_worker_gpu") == ["cloud-gpu-worker-%02d" % i for i in range(1, 4)]
+    assert members(inv, "kube_node") == members(inv, "cloud_workers") == \
+        ["cloud-cpu-worker-01"] + members(inv, "k8s_worker_gpu")
+    assert set(members(inv, "k8s_cluster")) == set(members(inv, "kube_node")) | {"cloud-control-plane"}
+    assert sorted(c.name for c in inv.groups["cloud"].child_groups) == [
+        "cloud_control_plane", "cloud_workers", "k8s_control_plane", "k8s_worker_cpu", "k8s_worker_gpu"]
+
+
+def test_the_cloud_groups_exist_without_a_cloud_cluster(plugin, tmp_path):
+    # A play's `hosts: cloud_workers` finds an empty group, not a missing one.
+    inv = parse(plugin, tmp_path, repo_path("config", "minimal.yml"))
+    assert members(inv, "cloud_control_plane") == members(inv, "cloud_workers") == members(inv, "cloud") == []
+    assert "kube_node" not in inv.groups and "hyperscaler_mlops" not in inv.groups["all"].get_vars()
+
+
+def test_mlops_vars_are_resolved_for_every_host(plugin, tmp_path):
+    inv = parse(plugin, tmp_path, repo_path("config", "mlops.yml"))
+    mlops = inv.groups["all"].get_vars()["hyperscaler_mlops"]
+    assert mlops["tracking"] == {"host": "192.168.200.10", "port": 5000, "url": "http://192.168.200.10:5000",
+                                 "artifacts": {"store": "local", "path": "/var/lib/mlflow/artifacts",
+                                               "destination": "/var/lib/mlflow/artifacts"}}
+    assert mlops["credentials_dir"] == "/var/lib/aihow-hyperscaler/credentials/mlops"
+    assert mlops["database"] == {"host": "192.168.200.10", "port": 5432, "name": "mlflow", "user": "mlflow"}
+    assert mlops["serving"] == {"port": 8080, "models": [{"name": "digits-cnn", "alias": "champion"}]}
+    assert mlops["allowed_networks"] == [{"name": "cloud_network", "subnet": "192.168.200.0/24"},
+                                         {"name": "hpc_network", "subnet": "192.168.100.0/24"}]
+    assert mlops["training"] == {"model_name": "digits-cnn", "nodes": 2, "epochs": 20, "batch_size": 64,
+                                 "learning_rate": 0.002, "min_accuracy": 0.95}
+    assert mlops["promotion"] == {"min_accuracy": 0.95, "alias": "champion"}
+    assert mlops["experiment"] == "digits"
+    # on `all`: the HPC training job reads it too (mlops.list.json shows it in every host's vars);
+    # only cloud workers run a model server
+    assert inv.get_host("cloud-cpu-worker-01").get_vars()["hyperscaler_model_server"] == {
+        "port": 8080, "models": [{"name": "digits-cnn", "alias": "champion"}]}
+    for host in ("cloud-control-plane", "hpc-controller", "local"):
+        assert "hyperscaler_model_server" not in inv.get_host(host).get_vars()
+
+
+def test_each_worker_serves_only_its_models(plugin, tmp_path):
+    import yaml
+    raw = yaml.safe_load(open(repo_path("config", "workstation.yml")))
+    raw["mlops"]["serving"]["models"] = [
+        {"name": "digits-cnn", "alias": "champion"},
+        {"name": "digits-mlp", "alias": "challenger", "workers": ["cloud-gpu-worker-03", "cloud-gpu-worker-01"]},
+    ]
+    raw["mlops"].pop("training")
+    raw["mlops"].pop("allowed_networks")
+    del raw["clusters"]["hpc"]
+    raw["global"]["gpu_allocation"]["mig_slices"] = {"cloud": 3}
+    config = tmp_path / "c.yml"
+    config.write_text(yaml.safe_dump(raw))
+    inv = parse(plugin, tmp_path, str(config))
+    mlops = inv.groups["all"].get_vars()["hyperscaler_mlops"]
+    # without an HPC cluster no training, and only the cloud network is allowed
+    assert mlops["serving"]["models"] == [{"name": "digits-cnn", "alias": "champion"},
+                                          {"name": "digits-mlp", "alias": "challenger"}]
+    assert "training" not in mlops
+    assert mlops["allowed_networks"] == [{"name": "cloud_network", "subnet": "192.168.200.0/24"}]
+    served = dict((h, [m["name"] for m in inv.get_host(h).get_vars()["hyperscaler_model_server"]["models"]])
+                  for h in members(inv, "cloud_workers"))
+    assert served == {"cloud-cpu-worker-01": ["digits-cnn"], "cloud-gpu-worker-01": ["digits-cnn", "digits-mlp"],
+                      "cloud-gpu-worker-02": ["digits-cnn"], "cloud-gpu-worker-03": ["digits-cnn", "digits-mlp"]}
+
+
+def test_s3_artifacts_are_resolved(plugin, tmp_path):
+    import yaml
+    raw = yaml.safe_load(open(repo_path("config", "mlops.yml")))
+    raw["mlops"]["tracking"]["artifacts"] = {"store": "s3", "s3_endpoint": "http://minio.example:9000",
+                                             "s3_bucket": "mlflow"}
+    config = tmp_path / "c.yml"
+    config.write_text(yaml.safe_dump(raw))
+    inv = parse(plugin, tmp_path, str(config))
+    assert inv.groups["all"].get_vars()["hyperscaler_mlops"]["tracking"]["artifacts"] == {
+        "store": "s3", "s3_endpoint": "http://minio.example:9000", "s3_bucket": "mlflow", "destination": "s3://mlflow"}
 
 
 def test_host_vars_carry_address_resources_network_and_gpus(plugin, tmp_path):
@@ -84,6 +169,7 @@ def test_group_vars(plugin, tmp_path):
     assert (slurm["partitions"], slurm["default_partition"], slurm["max_job_time"]) == \
         (["gpu", "debug"], "gpu", "24:00:00")
     assert inv.groups["cloud"].get_vars()["hyperscaler_kubernetes"]["cni"] == "calico"
+    assert inv.groups["cloud"].get_vars()["hyperscaler_cloud"] == {"platform": "systemd"}
     assert inv.groups["hypervisors"].get_vars()["hyperscaler_gpu_plan"]["strategy"] == "hybrid"
     assert "hyperscaler_gpu_plan" not in inv.groups["all"].get_vars()  # kept off the 1,000s of VM hosts
 
@@ -103,8 +189,9 @@ def test_constructable_compose_groups_keyed_groups(plugin, tmp_path):
         "strict: true\n")
     inv = parse(plugin, tmp_path, repo_path("config", "workstation.yml"), extra)
     assert inv.get_host("hpc-compute-01").get_vars()["short_name"] == "compute-01"
-    assert members(inv, "big_memory") == sorted(members(inv, "hpc_compute") + members(inv, "k8s_worker_gpu"))
-    assert members(inv, "role_gpu_worker") == members(inv, "k8s_worker_gpu")
+    gpu_workers = ["cloud-gpu-worker-%02d" % i for i in range(1, 4)]
+    assert members(inv, "big_memory") == sorted(members(inv, "hpc_compute") + gpu_workers)
+    assert members(inv, "role_gpu_worker") == gpu_workers
 
 
 def test_invalid_config_raises_parser_error_with_every_message(plugin, tmp_path):
@@ -156,14 +243,14 @@ def _golden(name, text):
         assert text == handle.read(), "%s changed; rerun with UPDATE_GOLDEN=1 if intended" % name
 
 
-@pytest.mark.parametrize("name", ["minimal", "workstation", "production"])
+@pytest.mark.parametrize("name", ["minimal", "mlops", "workstation", "production"])
 def test_ansible_inventory_graph_golden(name):
     done = _ansible_inventory(["-i", "config/inventory.%s.cluster.yml" % name, "--graph"])
     assert done.returncode == 0, done.stderr
     _golden("%s.graph" % name, done.stdout)
 
 
-@pytest.mark.parametrize("name", ["minimal", "workstation"])
+@pytest.mark.parametrize("name", ["minimal", "mlops", "workstation"])
 def test_ansible_inventory_list_golden(name):
     done = _ansible_inventory(["-i", "config/inventory.%s.cluster.yml" % name, "--list"])
     assert done.returncode == 0, done.stderr

@@ -18,7 +18,7 @@ ENV = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:5000"}
 def test_defaults_follow_the_schema(train):
     args = train.parse_args([], ENV)
     # cluster.yaml's mlops.training defaults (schemas/cluster.schema.json)
-    assert (args.epochs, args.batch_size, args.learning_rate, args.min_accuracy) == (30, 64, 0.002, 0.95)
+    assert (args.epochs, args.batch_size, args.learning_rate, args.min_accuracy) == (20, 64, 0.002, 0.95)
     assert args.experiment == "digits" and args.data_dir == "/shared/mlops/data"
     assert args.backend == "auto" and args.max_steps == 0 and args.tracking_uri == ENV["MLFLOW_TRACKING_URI"]
 
@@ -288,3 +288,22 @@ for path in sys.argv[1:]:
     done = subprocess.run([sys.executable, "-c", code] + paths, capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_collective_interface_follows_the_route_to_the_rendezvous_host(train):
+    routes = {"cn01": ("enp1s0", "192.0.2.11")}
+    assert train.collective_interface("cn01", 20001, ["cn02"], route=lambda host, port: routes[host]) \
+        == ("enp1s0", "192.0.2.11", "cn01")
+
+
+def test_collective_interface_on_the_rendezvous_host_uses_the_route_to_a_peer(train):
+    # Rank 0 runs on the rendezvous host: its route there is loopback, which the other ranks cannot reach.
+    routes = {"cn01": ("lo", "127.0.0.1"), "cn02": ("enp1s0", "192.0.2.11")}
+    assert train.collective_interface("cn01", 20001, ["cn02"], route=lambda host, port: routes[host]) \
+        == ("enp1s0", "192.0.2.11", "cn02")
+
+
+def test_collective_interface_stays_on_loopback_when_every_rank_is_local(train):
+    routes = {"127.0.0.1": ("lo", "127.0.0.1")}
+    assert train.collective_interface("127.0.0.1", 29500, [], route=lambda host, port: routes[host]) \
+        == ("lo", "127.0.0.1", "127.0.0.1")

@@ -20,7 +20,7 @@ def minimal():
 
 # ----------------------------------------------------------------- templates and the spec's example
 
-@pytest.mark.parametrize("name", ["minimal", "workstation", "production"])
+@pytest.mark.parametrize("name", ["minimal", "mlops", "workstation", "production"])
 def test_templates_validate(name):
     assert issues_of(load_yaml("config", "%s.yml" % name)) == []
 
@@ -86,6 +86,7 @@ def test_all_errors_are_reported_at_once(ws):
 
 def test_either_cluster_may_be_absent_but_not_both(minimal, ws):
     del ws["clusters"]["hpc"]
+    del ws["mlops"]["training"]  # it runs on the HPC cluster
     ws["global"]["gpu_allocation"]["mig_slices"] = {"cloud": 3}
     assert issues_of(ws) == []
     minimal["clusters"] = {}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# End-to-end test of the two clusters and the ML workflow: config/mlops.yml (HPC controller + 2 compute
+# nodes, cloud control plane + 1 worker, platform systemd) as real QEMU VMs in lab mode, driven by the
+# playbooks:
+#   site.yml (validate, host checks, images, lab up, 5 VMs, the HPC cluster, the cloud services:
+#   PostgreSQL + MLflow on the control plane, the KServe model server on the worker, the routes between
+#   the networks, then the pipeline: train on Slurm with DDP on 2 nodes -> register -> promote -> serve ->
+#   verify over the inference API)
+#   -> the inference command site.yml printed, run as printed
+#   -> only the workflow's ports cross from the HPC network to the cloud network
+#   -> mlops_rollback.yml (a bad model refused by the gate; forced, verify fails; the previous champion back)
+#   -> site.yml again (changed=0) -> destroy.yml -> nothing left.
+# Needs what tests/e2e/run.sh needs, and the golden images hpc-base and cloud-base (images/build.sh).
+# The lab is named "e2emlops".
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+export PATH="$REPO/.venv/bin:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$REPO/.build/collections"
+export ANSIBLE_CONFIG="$REPO/ansible.cfg"
+export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
+LAB=e2emlops
+LAB_SCRIPT=$REPO/scripts/hyperscaler-lab
+NETNS=$("$LAB_SCRIPT" netns "$LAB")
+T0=$(date +%s)
+PHASES=()
+
+say() { printf '\n=== e2e-mlops: %s\n' "$*"; }
+fail() { echo "e2e-mlops FAILED: $*" >&2; exit 1; }
+phase_start() { PHASE=$1; PHASE_T=$(date +%s); say "$PHASE"; }
+phase_end() { local d=$(( $(date +%s) - PHASE_T )); PHASES+=("$(printf '%-62s %5ss' "$PHASE" "$d")"); }
+report() {
+  echo; echo "=== e2e-mlops timings"
+  local p; for p in "${PHASES[@]}"; do echo "  $p"; done
+  echo "  $(printf '%-62s %5ss' total $(( $(date +%s) - T0 )))"
+}
+# Runs a command inside the lab's namespace (where the guests' addresses exist).
+in_lab() { ip netns exec "$NETNS" "$@"; }
+
+[ "$(id -u)" = 0 ] || fail "must run as root (network namespace, libvirtd)"
+for tool in ip libvirtd virtlogd qemu-system-x86_64 qemu-img nc ansible-playbook ssh-keygen curl; do
+  command -v "$tool" >/dev/null || fail "$tool is missing (see tests/e2e/run.sh; curl: apt-get install curl)"
+done
+if "$LAB_SCRIPT" mode "$LAB" auto | grep -q '^disabled'; then
+  fail "another libvirtd serves /run/libvirt/libvirt-sock; the e2e test needs its own lab (stop that libvirtd)"
+fi
+
+WORK=$(mktemp -d /var/tmp/hs-e2emlops.XXXXXX)
+cleanup() {
+  local rc=$?
+  if [ $rc != 0 ]; then
+    echo "--- last console lines of the guests" >&2
+    tail -n 15 /var/log/libvirt/qemu/$LAB-*-console.log 2>/dev/null >&2 || true
+  fi
+  "$LAB_SCRIPT" down "$LAB" >/dev/null 2>&1 || true
+  rm -rf "$WORK" "/var/lib/aihow-hyperscaler/lab/$LAB"
+  report
+  exit $rc
+}
+trap cleanup EXIT
+
+phase_start "golden images (hpc-base, cloud-base)"
+image_path() {
+  local json
+  json=$(images/build.sh "$1" | tail -n 1)
+  "$REPO/.venv/bin/python" -c 'import json,sys; print(json.loads(sys.argv[1])["image"])' "$json" \
+    || fail "images/build.sh $1 printed no JSON result line: $json"
+}
+HPC_IMAGE=$(readlink -f "$(image_path hpc-base)")
+CLOUD_IMAGE=$(readlink -f "$(image_path cloud-base)")
+phase_end
+
+phase_start "work dir, key, cluster.yaml"
+# shellcheck source=tests/lib/e2e-cluster.sh
+. "$REPO/tests/lib/e2e-cluster.sh"
+e2e_mlops_cluster_files "$REPO" "$WORK" "$LAB"
+phase_end
+
+phase_start "site.yml: both clusters and the ML pipeline"
+ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" | tee "$WORK/site1.log"
+for h in hpc-controller hpc-compute-01 hpc-compute-02 cloud-control-plane cloud-cpu-worker-01; do
+  grep -Eq "^$h +: ok=[1-9].* failed=0" "$WORK/site1.log" || fail "$h did not pass site.yml"
+done
+grep -q "MLflow: *http://192.168.200.10:5000" "$WORK/site1.log" || fail "site.yml did not print the MLflow URL"
+grep -q "Training run .* test accuracy" "$WORK/site1.log" || fail "site.yml did not train"
+phase_end
+
+phase_start "credentials: 0600 on the controller, never in the logs"
+pwfile=$(find "$WORK/credentials" -name 'postgresql-*.password' | head -n 1)
+[ -n "$pwfile" ] || fail "no PostgreSQL password file under $WORK/credentials"
+[ "$(stat -c %a "$pwfile")" = 600 ] || fail "$pwfile has mode $(stat -c %a "$pwfile"), not 600"
+! grep -qF "$(cat "$pwfile")" "$WORK/site1.log" || fail "the PostgreSQL password appears in site.yml's output"
+phase_end
+
+phase_start "the printed inference command, as printed"
+cmd=$(sed -n 's/^ *"Inference: *\(.*\)",\?$/\1/p' "$WORK/site1.log" | head -n 1 | sed 's/\\"/"/g')
+[ -n "$cmd" ] || fail "site.yml printed no inference command"
+echo "$cmd"
+answer=$(bash -c "$cmd") || fail "the printed inference command failed: $cmd"
+echo "$answer"
+echo "$answer" | "$REPO/.venv/bin/python" -c '
+import json, sys
+out = {o["name"]: o for o in json.load(sys.stdin)["outputs"]}
+assert out["predictions"]["data"] == [0], out' || fail "the printed inference command did not answer 0 for the zero"
+phase_end
+
+phase_start "routes: the workflow's ports cross from the HPC network, nothing else"
+hpc_ssh=(ssh -i "$WORK/id_ed25519" -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR
+         -o "ProxyCommand=ip netns exec $NETNS nc %h %p" hyperscaler@192.168.100.11)
+"${hpc_ssh[@]}" curl -sf --max-time 20 http://192.168.200.10:5000/health >/dev/null \
+  || fail "hpc-compute-01 cannot reach MLflow at 192.168.200.10:5000"
+! "${hpc_ssh[@]}" nc -z -w 5 192.168.200.10 22 || fail "hpc-compute-01 reaches SSH on the cloud control plane: more than the workflow's ports cross"
+phase_end
+
+phase_start "mlops_rollback.yml: a bad model refused, forced, caught, rolled back"
+ansible-playbook "${INV[@]}" playbooks/mlops_rollback.yml | tee "$WORK/rollback.log"
+grep -q "refused by the gate" "$WORK/rollback.log" || fail "the gate did not refuse the bad model"
+grep -Eq "^cloud-control-plane +: ok=[1-9].* failed=0" "$WORK/rollback.log" || fail "mlops_rollback.yml failed"
+phase_end
+
+phase_start "site.yml again (idempotent)"
+ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" | tee "$WORK/site2.log"
+changed=$(recap_changed "$WORK/site2.log")
+[ "$changed" = 0 ] || fail "second site.yml run reported changed=$changed (expected 0)"
+phase_end
+
+phase_start "destroy (destroy.yml)"
+ansible-playbook "${INV[@]}" playbooks/destroy.yml | tee "$WORK/destroy.log"
+phase_end
+
+phase_start "nothing left"
+ETC=/var/lib/aihow-hyperscaler/lab/$LAB/etc-libvirt
+left=$(ls "$ETC"/qemu/*.xml "$ETC"/qemu/networks/*.xml "$ETC"/storage/*.xml 2>/dev/null || true)
+[ -z "$left" ] || fail "libvirt definitions left: $left"
+! ip netns list | grep -q "^$NETNS\b" || fail "netns $NETNS is still there"
+! pgrep -f "guest=$LAB-" >/dev/null || fail "a QEMU process of the lab is still running"
+[ ! -e "/run/aihow-hyperscaler/$LAB" ] || fail "lab state /run/aihow-hyperscaler/$LAB is still there"
+leftover=$(find "$WORK/pool" -name "$LAB-*" 2>/dev/null)
+[ -z "$leftover" ] || fail "overlays or seed ISOs left: $leftover"
+phase_end
+
+say "PASSED"
