@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # The training job's batch script (sbatch gives the job's size, time, output and partition on its command
 # line; playbooks/mlops_train.yml through the mlops_pipeline role). One task per node: srun starts a
 # PyTorch DDP rank on each, rank 0 logs to MLflow (MLFLOW_TRACKING_URI from the job's environment).
