@@ -107,9 +107,22 @@ phase_end
 phase_start "routes: the workflow's ports cross from the HPC network, nothing else"
 hpc_ssh=(ssh -i "$WORK/id_ed25519" -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR
          -o "ProxyCommand=ip netns exec $NETNS nc %h %p" hyperscaler@192.168.100.11)
-"${hpc_ssh[@]}" curl -sf --max-time 20 http://192.168.200.10:5000/health >/dev/null \
-  || fail "hpc-compute-01 cannot reach MLflow at 192.168.200.10:5000"
-! "${hpc_ssh[@]}" nc -z -w 5 192.168.200.10 22 || fail "hpc-compute-01 reaches SSH on the cloud control plane: more than the workflow's ports cross"
+# hpc-base has neither curl nor nc: a TCP connect from the guest's Python says open or closed.
+probe=$("${hpc_ssh[@]}" python3 - 192.168.200.10 5000 22 5432 <<'PY'
+import socket, sys
+for port in map(int, sys.argv[2:]):
+    with socket.socket() as s:
+        s.settimeout(10)
+        try:
+            s.connect((sys.argv[1], port))
+            print(port, "open")
+        except OSError:
+            print(port, "closed")
+PY
+)
+echo "$probe"
+[ "$(echo "$probe" | tr '\n' ' ')" = "5000 open 22 closed 5432 closed " ] \
+  || fail "from hpc-compute-01 to the cloud control plane expected MLflow (5000) open, SSH (22) and PostgreSQL (5432) closed: $probe"
 phase_end
 
 phase_start "mlops_rollback.yml: a bad model refused, forced, caught, rolled back"
