@@ -1,11 +1,11 @@
-# The two commands of the README: `make run` (site.yml on the embedded minimal cluster) and `make test`.
+# The two commands of the README: `make run` (site.yml on the embedded default cluster, both clusters + the ML workflow) and `make test`.
 # Both install what they need into .venv first (pinned in requirements-test.txt).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 COLL_ROOT := .build/collections
 COLL_LINK := $(COLL_ROOT)/ansible_collections/aihow/hyperscaler
-CONFIG ?= config/minimal.yml
+CONFIG ?= config/mlops.yml
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLL_ROOT)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 

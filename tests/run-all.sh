@@ -39,3 +39,6 @@ bash tests/run-molecule.sh
 
 step "VMs end to end: golden image, lab mode, the minimal cluster + HPC stack under TCG, real jobs, idempotence, teardown"
 bash tests/e2e/run.sh
+
+step "VMs end to end, both clusters: config/mlops.yml (5 TCG VMs), site.yml with the ML pipeline, the printed inference command, the routes, the rollback drill, idempotence, teardown"
+bash tests/e2e/mlops.sh

@@ -14,60 +14,15 @@
 # The lab is named "e2emlops".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-REPO=$PWD
-export PATH="$REPO/.venv/bin:$PATH"
-export ANSIBLE_COLLECTIONS_PATH="$REPO/.build/collections"
-export ANSIBLE_CONFIG="$REPO/ansible.cfg"
-export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
-LAB=e2emlops
-LAB_SCRIPT=$REPO/scripts/hyperscaler-lab
-NETNS=$("$LAB_SCRIPT" netns "$LAB")
-T0=$(date +%s)
-PHASES=()
-
-say() { printf '\n=== e2e-mlops: %s\n' "$*"; }
-fail() { echo "e2e-mlops FAILED: $*" >&2; exit 1; }
-phase_start() { PHASE=$1; PHASE_T=$(date +%s); say "$PHASE"; }
-phase_end() { local d=$(( $(date +%s) - PHASE_T )); PHASES+=("$(printf '%-62s %5ss' "$PHASE" "$d")"); }
-report() {
-  echo; echo "=== e2e-mlops timings"
-  local p; for p in "${PHASES[@]}"; do echo "  $p"; done
-  echo "  $(printf '%-62s %5ss' total $(( $(date +%s) - T0 )))"
-}
-# Runs a command inside the lab's namespace (where the guests' addresses exist).
-in_lab() { ip netns exec "$NETNS" "$@"; }
-
-[ "$(id -u)" = 0 ] || fail "must run as root (network namespace, libvirtd)"
-for tool in ip libvirtd virtlogd qemu-system-x86_64 qemu-img nc ansible-playbook ssh-keygen curl; do
-  command -v "$tool" >/dev/null || fail "$tool is missing (see tests/e2e/run.sh; curl: apt-get install curl)"
-done
-if "$LAB_SCRIPT" mode "$LAB" auto | grep -q '^disabled'; then
-  fail "another libvirtd serves /run/libvirt/libvirt-sock; the e2e test needs its own lab (stop that libvirtd)"
-fi
-
-WORK=$(mktemp -d /var/tmp/hs-e2emlops.XXXXXX)
-cleanup() {
-  local rc=$?
-  if [ $rc != 0 ]; then
-    echo "--- last console lines of the guests" >&2
-    tail -n 15 /var/log/libvirt/qemu/$LAB-*-console.log 2>/dev/null >&2 || true
-  fi
-  "$LAB_SCRIPT" down "$LAB" >/dev/null 2>&1 || true
-  rm -rf "$WORK" "/var/lib/aihow-hyperscaler/lab/$LAB"
-  report
-  exit $rc
-}
-trap cleanup EXIT
+# shellcheck source=tests/lib/e2e-harness.sh
+. tests/lib/e2e-harness.sh
+e2e_init e2e-mlops e2emlops
+e2e_require_lab curl
+e2e_make_workdir
 
 phase_start "golden images (hpc-base, cloud-base)"
-image_path() {
-  local json
-  json=$(images/build.sh "$1" | tail -n 1)
-  "$REPO/.venv/bin/python" -c 'import json,sys; print(json.loads(sys.argv[1])["image"])' "$json" \
-    || fail "images/build.sh $1 printed no JSON result line: $json"
-}
-HPC_IMAGE=$(readlink -f "$(image_path hpc-base)")
-CLOUD_IMAGE=$(readlink -f "$(image_path cloud-base)")
+e2e_image hpc-base HPC_IMAGE
+e2e_image cloud-base CLOUD_IMAGE
 phase_end
 
 phase_start "work dir, key, cluster.yaml"
@@ -83,6 +38,7 @@ for h in hpc-controller hpc-compute-01 hpc-compute-02 cloud-control-plane cloud-
 done
 grep -q "MLflow: *http://192.168.200.10:5000" "$WORK/site1.log" || fail "site.yml did not print the MLflow URL"
 grep -q "Training run .* test accuracy" "$WORK/site1.log" || fail "site.yml did not train"
+e2e_record_lab_pids
 phase_end
 
 phase_start "credentials: 0600 on the controller, never in the logs"
@@ -142,14 +98,7 @@ ansible-playbook "${INV[@]}" playbooks/destroy.yml | tee "$WORK/destroy.log"
 phase_end
 
 phase_start "nothing left"
-ETC=/var/lib/aihow-hyperscaler/lab/$LAB/etc-libvirt
-left=$(ls "$ETC"/qemu/*.xml "$ETC"/qemu/networks/*.xml "$ETC"/storage/*.xml 2>/dev/null || true)
-[ -z "$left" ] || fail "libvirt definitions left: $left"
-! ip netns list | grep -q "^$NETNS\b" || fail "netns $NETNS is still there"
-! pgrep -f "guest=$LAB-" >/dev/null || fail "a QEMU process of the lab is still running"
-[ ! -e "/run/aihow-hyperscaler/$LAB" ] || fail "lab state /run/aihow-hyperscaler/$LAB is still there"
-leftover=$(find "$WORK/pool" -name "$LAB-*" 2>/dev/null)
-[ -z "$leftover" ] || fail "overlays or seed ISOs left: $leftover"
+e2e_nothing_left
 phase_end
 
 say "PASSED"

@@ -15,70 +15,15 @@
 # inventory golden tests of config/minimal.yml see.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-REPO=$PWD
-export PATH="$REPO/.venv/bin:$PATH"
-export ANSIBLE_COLLECTIONS_PATH="$REPO/.build/collections"
-export ANSIBLE_CONFIG="$REPO/ansible.cfg"
-export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
-LAB=e2e
-LAB_SCRIPT=$REPO/scripts/hyperscaler-lab
-# The lab's network namespace, as the lab script names it (not spelled here).
-NETNS=$("$LAB_SCRIPT" netns "$LAB")
+# shellcheck source=tests/lib/e2e-harness.sh
+. tests/lib/e2e-harness.sh
+e2e_init e2e e2e
 IMAGE_NAME=hpc-base
-T0=$(date +%s)
-PHASES=()
-
-say() { printf '\n=== e2e: %s\n' "$*"; }
-fail() { echo "e2e FAILED: $*" >&2; exit 1; }
-phase_start() { PHASE=$1; PHASE_T=$(date +%s); say "$PHASE"; }
-phase_end() { local d=$(( $(date +%s) - PHASE_T )); PHASES+=("$(printf '%-62s %5ss' "$PHASE" "$d")"); }
-report() {
-  echo; echo "=== e2e timings"
-  local p; for p in "${PHASES[@]}"; do echo "  $p"; done
-  echo "  $(printf '%-62s %5ss' total $(( $(date +%s) - T0 )))"
-}
-
-[ "$(id -u)" = 0 ] || fail "must run as root (network namespace, libvirtd)"
-for tool in ip libvirtd virtlogd qemu-system-x86_64 qemu-img nc ansible-playbook ssh-keygen; do
-  command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install iproute2 libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils netcat-openbsd genisoimage dnsmasq-base; make deps)"
-done
-command -v genisoimage >/dev/null || command -v xorriso >/dev/null || fail "genisoimage or xorriso is needed for seed ISOs"
-"$REPO/.venv/bin/python" -c 'import libvirt' 2>/dev/null || fail "libvirt-python is missing in .venv (pip install -r requirements-libvirt.txt)"
-if "$LAB_SCRIPT" mode "$LAB" auto | grep -q '^disabled'; then
-  fail "another libvirtd serves /run/libvirt/libvirt-sock; the e2e test needs its own lab (stop that libvirtd)"
-fi
-
-WORK=$(mktemp -d /var/tmp/hs-e2e.XXXXXX)
-cleanup() {
-  local rc=$?
-  if [ $rc != 0 ]; then
-    echo "--- last console lines of the guests" >&2
-    tail -n 15 /var/log/libvirt/qemu/$LAB-*-console.log 2>/dev/null >&2 || true
-  fi
-  # Whatever happened: no daemon, guest or namespace outlives the test.
-  "$LAB_SCRIPT" down "$LAB" >/dev/null 2>&1 || true
-  # The lab's own /etc/libvirt (kept by down on purpose) belongs to this test only.
-  rm -rf "$WORK" "/var/lib/aihow-hyperscaler/lab/$LAB"
-  report
-  exit $rc
-}
-trap cleanup EXIT
+e2e_require_lab
+e2e_make_workdir
 
 phase_start "golden image"
-if [ -n "${HS_E2E_IMAGE:-}" ]; then
-  IMAGE=$HS_E2E_IMAGE
-  echo "NOTE: HS_E2E_IMAGE=$IMAGE is used instead of images/build.sh $IMAGE_NAME (development override)"
-elif [ -x images/build.sh ]; then
-  # Cached by content: a no-op when the image is current. Its last stdout line is JSON with the path.
-  build_json=$(images/build.sh "$IMAGE_NAME" | tail -n 1)
-  IMAGE=$("$REPO/.venv/bin/python" -c 'import json,sys; print(json.loads(sys.argv[1])["image"])' "$build_json") \
-    || fail "images/build.sh $IMAGE_NAME printed no JSON result line: $build_json"
-else
-  fail "images/build.sh does not exist (the golden image builder); set HS_E2E_IMAGE=/path/to/$IMAGE_NAME.qcow2 to test with another image"
-fi
-[ -f "$IMAGE" ] || fail "golden image $IMAGE does not exist"
-IMAGE=$(readlink -f "$IMAGE")
-IMAGE_SUM_BEFORE=$(stat -c '%s %Y' "$IMAGE")
+e2e_image "$IMAGE_NAME" IMAGE "${HS_E2E_IMAGE:-}"
 phase_end
 
 phase_start "work dir, key, cluster.yaml"
@@ -91,7 +36,7 @@ phase_start "site.yml: validate, host, images, GPU, lab, VMs, HPC cluster"
 ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" | tee "$WORK/site1.log"
 "$LAB_SCRIPT" status "$LAB" || fail "lab $LAB is not up after site.yml"
 ip netns list | grep -q "^$NETNS\b" || fail "no netns $NETNS"
-DAEMON_PIDS="$(cat /run/aihow-hyperscaler/$LAB/libvirtd.pid) $(cat /run/aihow-hyperscaler/$LAB/virtlogd.pid)"
+e2e_record_lab_pids
 # The VMs are reached through the namespace: the inventory must say so.
 ansible-inventory "${INV[@]}" --host hpc-compute-01 | grep -q "ip netns exec $NETNS nc" \
   || fail "the inventory gives hpc-compute-01 no ProxyCommand through netns $NETNS"
@@ -99,7 +44,6 @@ grep -q 'hpc-controller *: ok=' "$WORK/site1.log" || fail "hpc-controller was no
 for h in hpc-controller hpc-compute-01 hpc-compute-02; do
   grep -Eq "^$h +: ok=[1-9].* failed=0" "$WORK/site1.log" || fail "$h did not pass the SSH/host name checks"
 done
-QEMU_PIDS=$(ip netns pids "$NETNS" | xargs)
 # The README promises that the main command ends by saying how to log in and submit a job.
 grep -q "Log in:         ip netns exec $NETNS ssh -i $WORK/id_ed25519 hyperscaler@192.168.100.10" "$WORK/site1.log" \
   || fail "site.yml did not print how to log in to the controller"
@@ -150,19 +94,7 @@ ansible-playbook "${INV[@]}" playbooks/destroy.yml | tee "$WORK/destroy.log"
 phase_end
 
 phase_start "nothing left"
-ETC=/var/lib/aihow-hyperscaler/lab/$LAB/etc-libvirt
-left=$(ls "$ETC"/qemu/*.xml "$ETC"/qemu/networks/*.xml "$ETC"/storage/*.xml 2>/dev/null || true)
-[ -z "$left" ] || fail "libvirt definitions left: $left"
-! ip netns list | grep -q "^$NETNS\b" || fail "netns $NETNS is still there"
-for pid in $DAEMON_PIDS $QEMU_PIDS; do
-  ! kill -0 "$pid" 2>/dev/null || fail "process $pid ($(ps -o comm= -p "$pid")) is still running"
-done
-! pgrep -f "guest=$LAB-hpc-" >/dev/null || fail "a QEMU process of the lab is still running"
-[ ! -e "/run/aihow-hyperscaler/$LAB" ] || fail "lab state /run/aihow-hyperscaler/$LAB is still there"
-leftover=$(find "$WORK/pool" -name "$LAB-*" 2>/dev/null)
-[ -z "$leftover" ] || fail "overlays or seed ISOs left: $leftover"
-[ "$(stat -c '%s %Y' "$IMAGE")" = "$IMAGE_SUM_BEFORE" ] || fail "the golden image $IMAGE was modified"
-echo "no domain, network, pool, namespace, daemon, QEMU process, overlay or seed ISO left; golden image intact"
+e2e_nothing_left
 phase_end
 
 say "PASSED"

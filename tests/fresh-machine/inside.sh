@@ -6,7 +6,7 @@
 # mode leaves nothing behind.
 #
 # Not run here, and why: `make run`'s images.yml (builds the golden image with mmdebstrap from the mirror:
-# no network here, and 10-15 minutes of TCG), gpu.yml (minimal.yml plans no GPU; the GPU role runs in
+# no network here, and 10-15 minutes of TCG), gpu.yml (the default cluster plans no GPU; the GPU role runs in
 # the gpu-simulator phase), vms.yml and hpc.yml (boot VMs: tests/e2e does that); `make test`'s sanity
 # (ansible-test --requirements installs each test's own requirements from PyPI, which are not in the
 # wheelhouse), Molecule (podman images built from the mirror) and the VM end to end.
@@ -24,7 +24,8 @@ say() { printf '[%s] fresh-machine: %s\n' "$(date +%H:%M:%S)" "$*"; }
 # Best effort on the way out: the labs down (PID 1's exit then ends whatever is left in the container).
 teardown() {
   local lab
-  for lab in fresh lab; do
+  # fresh: this tier's own lab; lab, mlops: metadata.name of the templates `make run` may default to.
+  for lab in fresh lab mlops; do
     [ ! -x scripts/hyperscaler-lab ] || scripts/hyperscaler-lab down "$lab" >>"$OUT/logs/teardown.log" 2>&1 || true
   done
 }
@@ -87,9 +88,12 @@ test_tier() {
   PATH=$PWD/.venv/bin:$PATH ANSIBLE_COLLECTIONS_PATH=$PWD/.build/collections ANSIBLE_CONFIG=$PWD/ansible.cfg "$@"
 }
 
-# The inventory source `make run` writes (Makefile, target run), for the playbooks below.
+# The inventory source `make run` writes (Makefile, target run) for its default CONFIG, for the
+# playbooks below.
 run_playbook() {
-  local cfg=$PWD/config/minimal.yml
+  local cfg
+  cfg=$PWD/$(sed -n 's/^CONFIG ?= *//p' Makefile)
+  [ -f "$cfg" ] || { echo "run_playbook: the Makefile's default CONFIG ($cfg) is not a file" >&2; return 1; }
   mkdir -p .build
   printf 'plugin: aihow.hyperscaler.cluster\nconfig: %s\n' "$cfg" >.build/run.cluster.yml
   ANSIBLE_COLLECTIONS_PATH=$PWD/.build/collections .venv/bin/ansible-playbook -i .build/run.cluster.yml \
