@@ -76,7 +76,8 @@ if [ -n "${MLSERVER_VENV:-}" ]; then
     echo "cold start ${MLS_COLD[-1]}s"
     "$MLOPS_PY" - "$MLOPS_FILES/verify_inference.py" "$MLS_PORT" "$MODEL" "$S/data/digits.npz" "$REQUESTS" "$DURATION" \
       "$THROUGHPUT_REQUESTS" "$CONCURRENCY" "$S/mlserver-$i.json" <<'PY' || mlops_fail "measuring MLServer failed"
-import importlib.util, json, sys, types
+import importlib.util, json, os, sys, types
+sys.path.insert(0, os.path.dirname(sys.argv[1]))  # its sibling workflow_cli.py, as when it runs by path
 spec = importlib.util.spec_from_file_location("verify_inference", sys.argv[1])
 v = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(v)

@@ -31,8 +31,8 @@ import math
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
+
+import workflow_cli  # the argument helpers shared with train_digits.py and verify_inference.py (beside this file)
 
 PROG = "model_registry"
 EXIT_ERROR = 2
@@ -58,9 +58,8 @@ class Refused(Exception):
         self.result = result
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise RegistryError(message)
+class _Parser(workflow_cli.RaisingParser):
+    error_class = RegistryError
 
 
 def _name(text):
@@ -90,14 +89,7 @@ def _run_id(text):
     return text
 
 
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("%s is not an accuracy between 0 and 1" % text)
-    return value
+_fraction = workflow_cli.fraction("an accuracy")
 
 
 def build_parser():
@@ -135,22 +127,13 @@ def parse_args(argv, env=None):
             raise RegistryError("promote: --min-accuracy is required unless --force is given")
     if args.command in ("promote", "rollback", "show") and len(args.alias) + len(PREVIOUS_SUFFIX) > 256:
         raise RegistryError("argument --alias: too long")
-    args.tracking_uri = getattr(args, "tracking_uri", None) or env.get("MLFLOW_TRACKING_URI")
-    if not args.tracking_uri:
-        raise RegistryError("no MLflow tracking URI: set MLFLOW_TRACKING_URI or pass --tracking-uri "
-                            "(e.g. http://127.0.0.1:5000)")
+    args.tracking_uri = workflow_cli.tracking_uri(getattr(args, "tracking_uri", None), env, RegistryError)
     return args
 
 
 def read_result_file(path):
     """The run_id of a training result file."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            result = json.load(handle)
-    except OSError as exc:
-        raise RegistryError("argument --result-file: cannot read %s: %s" % (path, exc.strerror)) from None
-    except ValueError as exc:
-        raise RegistryError("argument --result-file: %s is not JSON: %s" % (path, exc)) from None
+    result = workflow_cli.read_json_argument(path, "--result-file", RegistryError)
     run_id = result.get("run_id") if isinstance(result, dict) else None
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
         raise RegistryError("argument --result-file: %s has no run_id of 32 hex digits (a train_digits.py "
@@ -241,27 +224,13 @@ def one_line(text):
     return " ".join(str(text).split())
 
 
-def check_server(uri, timeout=10):
-    """One line when an http(s) tracking server does not answer (MLflow itself retries for minutes)."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            pass
-    except urllib.error.HTTPError:
-        return  # something answers; MLflow's own calls report auth or path problems
-    except (urllib.error.URLError, OSError) as exc:
-        raise RegistryError("MLflow tracking server %s unreachable: %s" % (
-            uri, one_line(getattr(exc, "reason", exc)))) from None
-
-
 # --- talking to MLflow ------------------------------------------------------------------------
 
 class Registry:
     def __init__(self, tracking_uri):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
-        check_server(tracking_uri)
+        workflow_cli.check_tracking_server(tracking_uri, RegistryError)
         import logging
         import mlflow
         from mlflow.tracking import MlflowClient

@@ -21,11 +21,11 @@ reshapes and scales by itself, so clients send the pixels as they are.
 Exit status: 0 trained and passed the gate; 3 test_accuracy below --min-accuracy (after the run was
 logged and marked FAILED); 2 bad arguments or environment; 1 any other failure. Errors are one line.
 
-Only the standard library is imported at module level: argument parsing, the rank environment, the
-backend choice, the split, the idx reader and the gate are pure functions (tests/unit/roles/mlops);
-numpy, torch, sklearn and mlflow are imported where they are used.
+Only the standard library is imported at module level, and workflow_cli (argument helpers shared with
+model_registry.py and verify_inference.py, a standard-library file deployed beside this one): argument
+parsing, the rank environment, the backend choice, the split, the idx reader and the gate are pure
+functions (tests/unit/roles/mlops); numpy, torch, sklearn and mlflow are imported where they are used.
 """
-import argparse
 import gzip
 import json
 import math
@@ -37,8 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+
+import workflow_cli  # the argument helpers shared with model_registry.py and verify_inference.py (beside this file)
 
 PROG = "train_digits"
 T0 = time.time()  # log lines carry the seconds since the process started
@@ -65,59 +65,11 @@ class TrainingError(Exception):
     """A failure while preparing, training or logging: exit 1."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+class _Parser(workflow_cli.RaisingParser):
+    error_class = UsageError
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("%s must be at least 1" % value)
-    return value
-
-
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("%s must be 0 or more" % value)
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError("%s must be a number above 0" % text)
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("%s is not a fraction between 0 and 1" % text)
-    return value
-
-
-def _port(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a port number" % text) from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError("%s is not a port (1-65535)" % value)
-    return value
+_fraction = workflow_cli.fraction("a fraction")
 
 
 def build_parser():
@@ -125,10 +77,10 @@ def build_parser():
     parser.add_argument("--data-dir", default="/shared/mlops/data",
                         help="shared directory of the prepared data set (written by rank 0 when missing)")
     parser.add_argument("--mnist-dir", help="directory with the four MNIST idx files (optionally .gz): use MNIST")
-    parser.add_argument("--epochs", type=_positive_int, default=20)
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="per process")
-    parser.add_argument("--learning-rate", type=_positive_float, default=0.002, help="Adam's learning rate")
-    parser.add_argument("--max-steps", type=_non_negative_int, default=0,
+    parser.add_argument("--epochs", type=workflow_cli.positive_int, default=20)
+    parser.add_argument("--batch-size", type=workflow_cli.positive_int, default=64, help="per process")
+    parser.add_argument("--learning-rate", type=workflow_cli.positive_float, default=0.002, help="Adam's learning rate")
+    parser.add_argument("--max-steps", type=workflow_cli.non_negative_int, default=0,
                         help="stop after this many optimizer steps (0: no limit); how a bad model is made")
     parser.add_argument("--min-accuracy", type=_fraction, default=0.95,
                         help="exit 3 (after logging, run marked FAILED) when test_accuracy is below this")
@@ -137,11 +89,11 @@ def build_parser():
     parser.add_argument("--backend", choices=("auto", "gloo", "nccl"), default="auto")
     parser.add_argument("--master-addr", help="rendezvous host (default: MASTER_ADDR, first host of "
                                               "SLURM_JOB_NODELIST, 127.0.0.1)")
-    parser.add_argument("--master-port", type=_port, help="rendezvous port (default: MASTER_PORT, 20000 + "
-                                                          "SLURM_JOB_ID %%%% 10000, %d)" % DEFAULT_PORT)
-    parser.add_argument("--dist-timeout", type=_positive_int, default=300,
+    parser.add_argument("--master-port", type=workflow_cli.port,
+                        help="rendezvous port (default: MASTER_PORT, 20000 + SLURM_JOB_ID %%%% 10000, %d)" % DEFAULT_PORT)
+    parser.add_argument("--dist-timeout", type=workflow_cli.positive_int, default=300,
                         help="seconds a rank waits for the others (rendezvous, collectives)")
-    parser.add_argument("--threads", type=_non_negative_int, default=0,
+    parser.add_argument("--threads", type=workflow_cli.non_negative_int, default=0,
                         help="torch CPU threads per process (0: OMP_NUM_THREADS, else this process's CPUs / local ranks)")
     parser.add_argument("--experiment", default="digits", help="MLflow experiment")
     parser.add_argument("--run-name", help="MLflow run name (default: MLflow's)")
@@ -158,10 +110,7 @@ def parse_args(argv, env=None):
         raise UsageError("argument --experiment: must not be empty")
     if args.test_fraction <= 0 or args.test_fraction >= 1:
         raise UsageError("argument --test-fraction: %s must be strictly between 0 and 1" % args.test_fraction)
-    args.tracking_uri = args.tracking_uri or env.get("MLFLOW_TRACKING_URI")
-    if not args.tracking_uri:
-        raise UsageError("no MLflow tracking URI: set MLFLOW_TRACKING_URI or pass --tracking-uri "
-                         "(e.g. http://127.0.0.1:5000)")
+    args.tracking_uri = workflow_cli.tracking_uri(args.tracking_uri, env, UsageError)
     return args
 
 
@@ -450,20 +399,6 @@ def write_json_atomic(path, obj):
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def check_tracking_server(uri, timeout=10):
-    """Fail fast (one line) when an http(s) tracking server does not answer; MLflow itself retries for minutes."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            pass
-    except urllib.error.HTTPError:
-        return  # it answers (a proxy or auth in front of /health): reachable
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TrainingError("MLflow tracking server %s unreachable: %s" % (uri, reason)) from None
-
-
 def log(rank, message):
     print("[rank %d %+7.1fs] %s" % (rank, time.time() - T0, message), flush=True)
 
@@ -597,7 +532,7 @@ def all_ok(dist, ok, device):
 
 def start_mlflow_run(args):
     import mlflow
-    check_tracking_server(args.tracking_uri)
+    workflow_cli.check_tracking_server(args.tracking_uri, TrainingError)
     mlflow.set_tracking_uri(args.tracking_uri)
     mlflow.set_experiment(args.experiment)
     run = mlflow.start_run(run_name=args.run_name)

@@ -19,8 +19,8 @@
 Prints one JSON summary on stdout. Exit status 0 when every check passed, 1 naming the failed checks on
 stderr ("verify_inference: FAILED: accuracy: ..."), 2 for bad arguments or an unreadable --data file.
 --p95-max-ms and --min-rps are checks only when given (the TCG VMs may miss the design targets).
-Standard library HTTP (http.client, persistent connections) and numpy; the checks' arithmetic is pure
-functions (tests/unit/roles/mlops).
+Standard library HTTP (http.client, persistent connections) and numpy; the argument types come from
+workflow_cli, the file beside this one; the checks' arithmetic is pure functions (tests/unit/roles/mlops).
 """
 import argparse
 import http.client
@@ -32,6 +32,8 @@ import threading
 import time
 import urllib.parse
 
+import workflow_cli  # the argument helpers shared with train_digits.py and model_registry.py (beside this file)
+
 PROG = "verify_inference"
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -41,49 +43,11 @@ class UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+class _Parser(workflow_cli.RaisingParser):
+    error_class = UsageError
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("%s must be at least 1" % value)
-    return value
-
-
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("%s must be 0 or more" % value)
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError("%s must be a number above 0" % text)
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError("%s is not an accuracy between 0 and 1" % text)
-    return value
+_fraction = workflow_cli.fraction("an accuracy")
 
 
 def parse_concurrency(text):
@@ -120,16 +84,16 @@ def build_parser():
     parser.add_argument("--expect-version", help="fail unless the server serves this model version")
     parser.add_argument("--min-accuracy", type=_fraction,
                         help="fail when the accuracy over the API is below this, too (the promotion gate)")
-    parser.add_argument("--batch-size", type=_positive_int, default=128, help="images per accuracy request")
-    parser.add_argument("--v1-samples", type=_non_negative_int, default=5)
-    parser.add_argument("--requests", type=_non_negative_int, default=200, help="sequential latency requests")
+    parser.add_argument("--batch-size", type=workflow_cli.positive_int, default=128, help="images per accuracy request")
+    parser.add_argument("--v1-samples", type=workflow_cli.non_negative_int, default=5)
+    parser.add_argument("--requests", type=workflow_cli.non_negative_int, default=200, help="sequential latency requests")
     parser.add_argument("--concurrency", type=parse_concurrency, default=[4], help="client threads, e.g. 4,8")
-    parser.add_argument("--duration", type=_positive_float, default=10.0, help="most seconds per throughput run")
-    parser.add_argument("--throughput-requests", type=_non_negative_int, default=2000,
+    parser.add_argument("--duration", type=workflow_cli.positive_float, default=10.0, help="most seconds per throughput run")
+    parser.add_argument("--throughput-requests", type=workflow_cli.non_negative_int, default=2000,
                         help="most requests per throughput run (0: no throughput run)")
-    parser.add_argument("--p95-max-ms", type=_positive_float, help="fail when the latency P95 is above this")
-    parser.add_argument("--min-rps", type=_positive_float, help="fail when a throughput run is below this")
-    parser.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds per request")
+    parser.add_argument("--p95-max-ms", type=workflow_cli.positive_float, help="fail when the latency P95 is above this")
+    parser.add_argument("--min-rps", type=workflow_cli.positive_float, help="fail when a throughput run is below this")
+    parser.add_argument("--timeout", type=workflow_cli.positive_float, default=30.0, help="seconds per request")
     parser.add_argument("--no-malformed", action="store_true", help="skip the malformed-request checks")
     parser.add_argument("--summary-file", help="also write the JSON summary here")
     return parser
@@ -143,13 +107,7 @@ def parse_args(argv):
 
 
 def read_expected_accuracy(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            result = json.load(handle)
-    except OSError as exc:
-        raise UsageError("argument --result-file: cannot read %s: %s" % (path, exc.strerror)) from None
-    except ValueError as exc:
-        raise UsageError("argument --result-file: %s is not JSON: %s" % (path, exc)) from None
+    result = workflow_cli.read_json_argument(path, "--result-file", UsageError)
     value = result.get("test_accuracy") if isinstance(result, dict) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise UsageError("argument --result-file: %s has no test_accuracy between 0 and 1" % path)

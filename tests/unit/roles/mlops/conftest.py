@@ -5,9 +5,15 @@ the functions that use them), so the unit tier's .venv, which has none of those,
 parts: argument parsing, the rank environment, the backend choice, the split, the idx reader, the
 gates, payload validation and the verification arithmetic. The real stack runs in
 tests/integration/mlops-native.sh.
+
+The three roles/mlops_pipeline/files programs `import workflow_cli`, the file beside them. Run as a
+script, Python finds it because the script's directory comes first on sys.path; loaded here from a
+file location it does not, so that directory is put on sys.path as well.
 """
+import importlib
 import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -19,6 +25,11 @@ SCRIPTS = {
     "verify": ("roles", "mlops_pipeline", "files", "verify_inference.py"),
     "server": ("roles", "model_server", "files", "hyperscaler_model_server.py"),
 }
+
+
+PIPELINE_FILES = os.path.join(REPO, "roles", "mlops_pipeline", "files")
+if PIPELINE_FILES not in sys.path:
+    sys.path.insert(0, PIPELINE_FILES)
 
 
 def script_path(key):
@@ -50,6 +61,14 @@ def verify():
 @pytest.fixture(scope="session")
 def server():
     return load_script("server")
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """roles/mlops_pipeline/files/workflow_cli.py, the module the programs import."""
+    module = importlib.import_module("workflow_cli")
+    assert os.path.dirname(os.path.abspath(module.__file__)) == PIPELINE_FILES
+    return module
 
 
 @pytest.fixture
