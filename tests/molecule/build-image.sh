@@ -16,6 +16,8 @@ HYPERSCALER_IMAGE_PACKAGES=(
   systemd-sysv dbus python3 python3-apt sudo procps iproute2 kmod
   munge slurm-wlm slurmdbd slurm-client mariadb-server
   nfs-kernel-server nfs-common prometheus prometheus-node-exporter
+  # MPI under Slurm (the slurm role's slurm_mpi_packages, and what molecule/slurm/verify.yml's allreduce runs).
+  openmpi-bin libpmix-dev python3-mpi4py
 )
 HYPERSCALER_IMAGE_SUITE="${HYPERSCALER_IMAGE_SUITE:-bookworm}"
 HYPERSCALER_IMAGE_MIRROR="${HYPERSCALER_IMAGE_MIRROR:-http://deb.debian.org/debian}"

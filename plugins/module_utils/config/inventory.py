@@ -76,6 +76,7 @@ def slurm_settings(config):
         "default_partition": default, "max_job_time": slurm["max_job_time"],
         "accounting": slurm["accounting"], "qos": slurm["qos"],
         "qos_settings": qos_settings(slurm) if slurm["accounting"] else [],
+        "mpi_default": slurm["mpi_default"],
     }
 
 

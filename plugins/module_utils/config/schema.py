@@ -304,6 +304,15 @@ CLUSTER_SCHEMA = (
                                                                                                             'need it.',
                                                                                              'type': 'boolean',
                                                                                              'default': True},
+                                                                              'mpi_default': {'description': 'MPI plugin srun uses when a job names none '
+                                                                                                             '(slurm.conf MpiDefault; srun --mpi=TYPE '
+                                                                                                             "picks another per job): pmix (the image's "
+                                                                                                             'Open MPI starts through PMIx), pmi2 (MPIs '
+                                                                                                             "that speak PMI-2, e.g. MPICH; Debian's "
+                                                                                                             'Open MPI does not) or none (no PMI unless '
+                                                                                                             'a job asks).',
+                                                                                              'enum': ['pmix', 'pmi2', 'none'],
+                                                                                              'default': 'pmix'},
                                                                               'qos': {'description': 'QoS created in slurmdbd with sacctmgr (needs '
                                                                                                      'accounting); users of the default account may use '
                                                                                                      'each, normal (else the first) by default.',

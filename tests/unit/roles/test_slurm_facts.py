@@ -3,7 +3,7 @@
 Molecule and the VM end to end both have GPUs; these cover the shapes they do not: nodes without GPUs
 (an empty Gres= that templating turns into None), MIG slices typed by profile, the auto memory reserve,
 and partition node lists in inventory order. slurm.conf is rendered with the role's template from the
-inventory model's hyperscaler_slurm (each partition's MaxTime, accounting), and the role's QoS and
+inventory model's hyperscaler_slurm (each partition's MaxTime, accounting, MpiDefault), and the role's QoS and
 accounts are checked against cluster.yaml's qos; tasks/validate.yml refuses QoS without accounting.
 """
 import json
@@ -184,6 +184,7 @@ def test_without_the_inventory_the_role_falls_back_to_the_schema_defaults(tmp_pa
     assert [(p["PartitionName"], p["MaxTime"], p["Default"]) for p in facts["partitions"]] == [("compute", "24:00:00", True)]
     assert "ClusterName=hyperscaler" in facts["slurm.conf"]
     assert facts["accounting"] is True and facts["qos"] == []
+    assert conf_lines(facts["slurm.conf"], "MpiDefault=") == ["MpiDefault=pmix"]
 
 
 def test_qos_without_accounting_fail_clearly(tmp_path):
@@ -192,3 +193,13 @@ def test_qos_without_accounting_fail_clearly(tmp_path):
                        extra={"tasks_from": "validate.yml", "slurm_accounting": False,
                               "slurm_qos": [{"name": "high", "settings": {"Priority": 1}}]})
     assert "slurm_qos (['high']) needs slurm_accounting true" in output
+
+
+@pytest.mark.parametrize("setting, expected", [("", "pmix"), ("      mpi_default: pmi2", "pmi2"),
+                                               ("      mpi_default: none", "none")])
+def test_mpi_default_of_cluster_yaml_is_slurm_confs_mpidefault(tmp_path, setting, expected):
+    slurm, partitions = model_slurm(CLUSTER % setting)
+    assert slurm["mpi_default"] == expected
+    if setting:  # the default's slurm.conf line is checked without the inventory above
+        facts = run_facts(tmp_path, model_hosts(), partitions, slurm=slurm)
+        assert conf_lines(facts["slurm.conf"], "MpiDefault=") == ["MpiDefault=%s" % expected]

@@ -168,6 +168,7 @@ def test_group_vars(plugin, tmp_path):
     slurm = inv.groups["hpc"].get_vars()["hyperscaler_slurm"]
     assert (slurm["partitions"], slurm["default_partition"], slurm["max_job_time"]) == \
         (["gpu", "debug"], "gpu", "24:00:00")
+    assert slurm["mpi_default"] == "pmix"  # the schema's default: workstation.yml does not set it
     assert inv.groups["cloud"].get_vars()["hyperscaler_kubernetes"]["cni"] == "calico"
     assert inv.groups["cloud"].get_vars()["hyperscaler_cloud"] == {"platform": "systemd"}
     assert inv.groups["hypervisors"].get_vars()["hyperscaler_gpu_plan"]["strategy"] == "hybrid"
