@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every Molecule scenario of the HPC roles (molecule test: create, converge, idempotence,
+# Runs every Molecule scenario of the HPC and cloud roles (molecule test: create, converge, idempotence,
 # verify, destroy) in local podman containers built from Debian packages; exits non-zero if any fails.
 # Usage: tests/run-molecule.sh [scenario...]     (default: all scenarios under molecule/)
+# Builds or reuses the images the chosen scenarios name (tests/molecule/build-image.sh: hpc, and cloud
+# for the mlops scenario) and prints how long each build and each scenario took.
 set -euo pipefail
 
 # Host packages: podman and runc run the containers (crun fails on this kind of host), mmdebstrap
@@ -36,15 +38,27 @@ export PATH="$venv/bin:$PATH"
 mkdir -p .build/collections/ansible_collections/aihow
 ln -sfn "$root" .build/collections/ansible_collections/aihow/hyperscaler
 
-# Builds or reuses the image; exports CONTAINERS_CONF and HYPERSCALER_MOLECULE_IMAGE.
-# shellcheck source=tests/molecule/build-image.sh
-source tests/molecule/build-image.sh >/dev/null
-echo "image: $HYPERSCALER_MOLECULE_IMAGE"
-
 if (($#)); then scenarios=("$@"); else
   scenarios=()
   for f in molecule/*/molecule.yml; do scenarios+=("$(basename "$(dirname "$f")")"); done
 fi
+
+# Builds or reuses each image a chosen scenario's molecule.yml names (the cloud image takes minutes the
+# first time: a scenario of the HPC roles alone does not wait for it); exports CONTAINERS_CONF and
+# HYPERSCALER_MOLECULE_IMAGE / HYPERSCALER_MOLECULE_CLOUD_IMAGE.
+for flavor in hpc cloud; do
+  var=HYPERSCALER_MOLECULE_IMAGE
+  [[ $flavor == hpc ]] || var=HYPERSCALER_MOLECULE_CLOUD_IMAGE
+  needed=false
+  for s in "${scenarios[@]}"; do
+    if grep -qF "\${$var:-" "molecule/$s/molecule.yml" 2>/dev/null; then needed=true; fi
+  done
+  $needed || continue
+  start=$SECONDS
+  # shellcheck source=tests/molecule/build-image.sh
+  source tests/molecule/build-image.sh "$flavor" >/dev/null
+  echo "image ($flavor): ${!var} ($((SECONDS - start)) s)"
+done
 
 failed=()
 report=()

@@ -80,5 +80,24 @@ def test_only_name_and_declared_keys_differ_from_the_model_host():
             mine = GEN.host_vars(inventory, host, overrides, container)
             assert mine["hyperscaler_gpus"] == model["hyperscaler_gpus"]
             assert mine["hyperscaler_network"] == model["hyperscaler_network"]
+            # A worker's models (the mlops scenario's cloud-aio serves its model host's).
+            assert mine.get("hyperscaler_model_server") == model.get("hyperscaler_model_server")
             differ = sorted(k for k in model["hyperscaler_node"] if mine["hyperscaler_node"][k] != model["hyperscaler_node"][k])
             assert set(differ) <= {"name", "ip_address"}, (container, differ)
+
+
+def test_cluster_group_vars_are_those_of_the_scenarios_clusters():
+    """group_vars/hpc for the HPC scenarios, group_vars/cloud for mlops: the groups the containers are in."""
+    inventory = GEN.model_inventory()
+    for scenario in SCENARIOS:
+        with open(repo_path("molecule", scenario, "molecule.yml")) as handle:
+            platform_groups = set(g for p in yaml.safe_load(handle)["platforms"] for g in p["groups"])
+        generated = sorted(os.path.basename(os.path.dirname(rel)) for rel in GEN.render(scenario, inventory)
+                           if os.sep + "group_vars" + os.sep in rel)
+        assert generated == sorted({"all"} | (platform_groups & set(GEN.GROUP_CHILDREN))), scenario
+
+
+def test_mlops_scenario_serves_the_models_of_cluster_yml():
+    """The converge has a model to register and serve only when molecule/cluster.yml has the mlops section."""
+    host_vars = GEN.render("mlops")[os.path.join("molecule", "mlops", "inventory", "host_vars", "cloud-aio.yml")]
+    assert yaml.safe_load(host_vars)["hyperscaler_model_server"]["models"] == [{"name": "digits-cnn", "alias": "champion"}]
