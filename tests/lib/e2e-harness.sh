@@ -13,7 +13,6 @@
 #   e2e_record_lab_pids        once the lab is up: its daemons' and guests' PIDs, for e2e_nothing_left
 #   e2e_nothing_left           no definition, namespace, process, lab state, overlay or seed ISO left,
 #                              the golden images untouched
-#   in_lab CMD...              runs CMD in the lab's network namespace (where the guests' addresses are)
 
 e2e_init() {
   E2E_NAME=$1 LAB=$2
@@ -38,7 +37,6 @@ report() {
   local p; for p in "${E2E_PHASES[@]}"; do echo "  $p"; done
   echo "  $(printf '%-62s %5ss' total $(( $(date +%s) - T0 )))"
 }
-in_lab() { ip netns exec "$NETNS" "$@"; }
 
 # shellcheck disable=SC2120  # the extra tools are optional: run.sh needs none beyond the common ones
 e2e_require_lab() {
