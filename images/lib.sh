@@ -131,3 +131,73 @@ PY
 result_line() {
   python3 -c 'import json,sys; print(json.dumps({"image": sys.argv[1], "built": sys.argv[2] == "true", "name": sys.argv[3], "hash": sys.argv[4], "metadata": sys.argv[5]}))' "$@"
 }
+
+# Wheels of a python.lock for the guests (images/build-base.sh, and tests/molecule/wheels.sh for the
+# Molecule cloud image, so both use one download).
+# The guests' Python (Debian 12: CPython 3.11, glibc 2.36, x86_64): pip picks wheels for it whatever
+# Python runs pip here. pip does not widen a PEP 600 tag to the older ones, hence the list.
+WHEEL_TARGET=(--python-version 3.11 --implementation cp --abi cp311)
+for _glibc in $(seq 36 -1 5); do WHEEL_TARGET+=(--platform "manylinux_2_${_glibc}_x86_64"); done
+WHEEL_TARGET+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64)
+unset _glibc
+
+# fetch_wheels NAME LOCK DIR: prints DIR/NAME-<hash>, a directory with one wheel per line of LOCK
+# (pip download --no-deps --only-binary=:all:), downloaded once per lock content and target.
+# pip runs with the host's configuration (PyPI or its index, PIP_FIND_LINKS) plus each directory of
+# AIHOW_WHEEL_DIRS. A pin with a local version label (torch==2.13.0+cpu) is on no index: it is fetched
+# first, so that its absence stops the build at once with one message.
+fetch_wheels() {
+  local name=$1 lock=$2 dir=$3 key dest tmp pins local_pins=() pin n have d dirs=() label links=() out
+  key=$( { cat "$lock"; echo "${WHEEL_TARGET[*]}"; } | short_hash)
+  dest="$dir/$name-$key"
+  mapfile -t pins < <(read_packages "$lock")
+  [ ${#pins[@]} -gt 0 ] || die "$lock lists no package"
+  if [ -d "$dest" ]; then
+    have=$(find "$dest" -maxdepth 1 -name '*.whl' | wc -l)
+    if [ "$have" = ${#pins[@]} ]; then
+      progress "$name: base disk: wheels cached ($dest, $have wheels)"
+      printf '%s\n' "$dest"
+      return 0
+    fi
+    rm -rf "$dest"
+  fi
+  python3 -m pip --version >/dev/null 2>&1 || die "python3 -m pip is missing on the build host (apt-get install python3-pip)"
+  IFS=: read -r -a dirs <<<"${AIHOW_WHEEL_DIRS:-}"
+  for d in "${dirs[@]}"; do
+    [ -z "$d" ] || links+=(--find-links "$d")
+  done
+  for pin in "${pins[@]}"; do
+    [[ $pin == *==*+* ]] && local_pins+=("$pin")
+  done
+  mkdir -p "$dir"
+  tmp=$(mktemp -d "$dir/.$name-$key-XXXXXX")
+  pip_get() {
+    python3 -m pip download --disable-pip-version-check --progress-bar off --no-deps --only-binary=:all: \
+      "${WHEEL_TARGET[@]}" "${links[@]}" -d "$tmp" "$@"
+  }
+  progress "$name: base disk: downloading ${#pins[@]} wheels of $(basename "$(dirname "$lock")")/$(basename "$lock") (pip)"
+  for pin in "${local_pins[@]}"; do
+    if ! out=$(pip_get "$pin" 2>&1); then
+      rm -rf "$tmp"
+      label=${pin##*+}
+      log "pip: $(grep -m1 '^ERROR' <<<"$out" || tail -n 1 <<<"$out")"
+      die "$name: no wheel for $pin (${lock#"$REPO_DIR"/}). It is not on PyPI: it was looked for in" \
+        "AIHOW_WHEEL_DIRS (${AIHOW_WHEEL_DIRS:-unset}), pip's find-links (PIP_FIND_LINKS: ${PIP_FIND_LINKS:-unset};" \
+        "pip.conf find-links) and pip's index." \
+        "Download the CPython 3.11 Linux x86_64 wheel (${pin%%==*}-${pin#*==}-cp311-cp311-manylinux*_x86_64.whl) from" \
+        "https://download.pytorch.org/whl/$label into a directory and set AIHOW_WHEEL_DIRS (or PIP_FIND_LINKS) to it"
+    fi
+  done
+  if ! pip_get -r "$lock" >&2; then
+    rm -rf "$tmp"
+    die "$name: pip download of the wheels of ${lock#"$REPO_DIR"/} failed (the build host needs PyPI or the index of pip's configuration)"
+  fi
+  n=$(find "$tmp" -maxdepth 1 -name '*.whl' | wc -l)
+  if [ "$n" != ${#pins[@]} ]; then
+    rm -rf "$tmp"
+    die "$name: pip left $n wheels for the ${#pins[@]} lines of ${lock#"$REPO_DIR"/}"
+  fi
+  mv -T "$tmp" "$dest"
+  progress "$name: base disk: wheels in $dest ($n wheels, $(du -sh "$dest" | cut -f1))"
+  printf '%s\n' "$dest"
+}

@@ -1,8 +1,7 @@
-"""The Molecule cloud image uses the golden images' wheel download, read out of images/build-base.sh.
+"""The Molecule cloud image uses the golden images' wheel download (images/lib.sh's fetch_wheels).
 
-tests/molecule/wheels.sh extracts WHEEL_TARGET and fetch_wheels from build-base.sh (moving them into a
-library would change the golden images' content hash). These tests fail when build-base.sh changes so
-that the extraction no longer gives the same function and target, before an image build would.
+tests/molecule/wheels.sh sources images/lib.sh; these tests check that it gives the guests' target and
+reuses the wheel directory a golden image build made.
 """
 import os
 import subprocess
@@ -20,7 +19,7 @@ def test_wheels_sh_defines_the_build_base_download():
     done = _run(SNIPPET, repo_path())
     assert done.returncode == 0, done.stderr
     target = done.stdout.split()
-    # The guests' Python: CPython 3.11 on glibc 2.36, x86_64 (images/build-base.sh).
+    # The guests' Python: CPython 3.11 on glibc 2.36, x86_64 (images/lib.sh).
     assert target[:6] == ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
     assert "manylinux_2_36_x86_64" in target and "manylinux_2_28_x86_64" in target
 
