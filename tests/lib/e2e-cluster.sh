@@ -2,7 +2,8 @@
 # Sourced by tests/e2e/run.sh and benchmarks/bringup.sh: the VM end to end's cluster in a work dir.
 #   e2e_cluster_files REPO WORK LAB
 # writes WORK/id_ed25519{,.pub}, WORK/cluster.yml (config/minimal.yml renamed to LAB, lab mode on, pool
-# and keys in WORK, one simulated H100 per compute node), WORK/e2e.cluster.yml (the inventory source) and
+# and keys in WORK, one simulated H100 per compute node, partition debug max_time 00:30:00 and QoS short
+# max_wall 10 for the limit checks), WORK/e2e.cluster.yml (the inventory source) and
 # WORK/gpu-vars.yml (the GPU role's files under WORK/sysroot); sets INV and SITE_VARS (arrays) for
 # ansible-playbook, given IMAGE_NAME and IMAGE (the golden image's path).
 e2e_cluster_files() {
@@ -23,6 +24,10 @@ data["global"]["gpu_allocation"] = {
                  "model": "NVIDIA H100 80GB HBM3"} for i in range(2)],
     "strategy": "whole", "whole_gpus": {"hpc": 2}}
 data["clusters"]["hpc"]["compute_nodes"]["gpu_enabled"] = True
+# Limits that hpc_verify.yml proves by jobs: debug's own MaxTime (under max_job_time) and a QoS MaxWall.
+slurm = data["clusters"]["hpc"]["slurm_config"]
+slurm["partitions"] = [p if p != "debug" else {"name": "debug", "max_time": "00:30:00"} for p in slurm["partitions"]]
+slurm["qos"] = [{"name": "normal"}, {"name": "short", "priority": 10, "max_wall": "10"}]
 yaml.safe_dump(data, open(work + "/cluster.yml", "w"), sort_keys=False)
 PY
   printf 'plugin: aihow.hyperscaler.cluster\nconfig: cluster.yml\n' >"$work/e2e.cluster.yml"

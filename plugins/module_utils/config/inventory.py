@@ -20,6 +20,7 @@ from ansible_collections.aihow.hyperscaler.plugins.module_utils.config.model imp
     CLOUD_WORKER_ROLES,
     partition_members,
     slurm_time_display,
+    slurm_time_minutes,
 )
 
 # Group layout: parent -> children; a VM joins its role's groups, hpc and cloud come through the children.
@@ -63,12 +64,15 @@ def slurm_settings(config):
     default = slurm.get("default_partition") or names[0]
     details = []
     for part, name in zip(slurm["partitions"], names):
+        max_time = (part.get("max_time") if isinstance(part, dict) else None) or slurm["max_job_time"]
         # Members are the inventory group slurm_partition_<name>; not repeated here, because group vars
-        # are copied into every host (1,000 names x 1,000 hosts on a large cluster).
+        # are copied into every host (1,000 names x 1,000 hosts on a large cluster). max_time_minutes
+        # (None: UNLIMITED) lets hpc_verify.yml ask for one minute more and expect a refusal.
         details.append({
             "name": name,
             "group": "slurm_partition_%s" % name,
-            "max_time": (part.get("max_time") if isinstance(part, dict) else None) or slurm["max_job_time"],
+            "max_time": max_time,
+            "max_time_minutes": slurm_time_minutes(max_time),
             "default": name == default,
         })
     return {
@@ -81,19 +85,22 @@ def slurm_settings(config):
 
 
 def qos_settings(slurm):
-    """cluster.yaml's QoS as the slurm role's slurm_qos: [{name, settings: {Priority, MaxWall}}].
+    """cluster.yaml's QoS as the slurm role's slurm_qos: [{name, settings: {Priority, MaxWall, Flags}}].
 
     Values are written as ``sacctmgr show qos`` prints them, so the role can compare before it
     changes anything: MaxWall as [D-]HH:MM:SS, and -1 (no limit, printed as nothing) for UNLIMITED.
-    A QoS without max_wall leaves MaxWall as it is. Empty without accounting (the config model
-    refuses QoS other than the default then): there is no slurmdbd to keep them.
+    A QoS without max_wall leaves MaxWall as it is. Flags=DenyOnLimit makes sbatch refuse a job over
+    a limit at submission; without it the job would wait forever (reason QOSMaxWallDurationPerJobLimit).
+    max_wall_minutes (None: no limit) is for hpc_verify.yml's refusal check. Empty without accounting
+    (the config model refuses QoS other than the default then): there is no slurmdbd to keep them.
     """
     out = []
     for qos in slurm["qos"]:
-        settings = {"Priority": qos["priority"]}
+        settings = {"Priority": qos["priority"], "Flags": "DenyOnLimit"}
         if "max_wall" in qos:
             settings["MaxWall"] = slurm_time_display(qos["max_wall"]) or "-1"
-        out.append({"name": qos["name"], "settings": settings})
+        out.append({"name": qos["name"], "settings": settings,
+                    "max_wall_minutes": slurm_time_minutes(qos["max_wall"]) if "max_wall" in qos else None})
     return out
 
 

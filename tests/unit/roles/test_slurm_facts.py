@@ -101,6 +101,27 @@ def test_nodes_without_gpus_have_no_gres_and_the_reserve_applies(tmp_path, reser
     assert by_name["c1"]["Gres"] == "gpu:1g.10gb:2"
     assert [by_name["c2"]["RealMemory"], by_name["c1"]["RealMemory"]] == expected
     assert [line["Type"] for line in facts["gres"]] == ["1g.10gb", "1g.10gb"]
+    # sacct counts all GPUs and each type once (c2 has none, c1's two slices are one type).
+    assert conf_lines(facts["slurm.conf"], "AccountingStorageTRES=") == ["AccountingStorageTRES=gres/gpu,gres/gpu:1g.10gb"]
+
+
+def test_every_gpu_type_of_the_cluster_is_an_accounted_tres(tmp_path):
+    h100 = {"slurm_gres_type": "h100", "device_file": "/dev/nvidia0"}
+    hosts = {"c1": node("c1", "192.0.2.11", 4096, [MIG, h100]), "c2": node("c2", "192.0.2.12", 4096, [h100])}
+    facts = run_facts(tmp_path, hosts, {"batch": ["c1", "c2"]}, all_vars={"slurm_accounting": True})
+    text = facts["slurm.conf"]
+    assert conf_lines(text, "AccountingStorageTRES=") == ["AccountingStorageTRES=gres/gpu,gres/gpu:1g.10gb,gres/gpu:h100"]
+    assert conf_lines(text, "JobCompType=") == ["JobCompType=jobcomp/filetxt"]
+    assert conf_lines(text, "JobCompLoc=") == ["JobCompLoc=/var/log/slurm/jobcomp.log"]
+    assert conf_lines(text, "EnforcePartLimits=") == ["EnforcePartLimits=ALL"]
+
+
+def test_jobcomp_off_and_partition_limits_not_enforced(tmp_path):
+    facts = run_facts(tmp_path, model_hosts(), {"batch": ["hpc-compute-01"]},
+                      extra={"slurm_jobcomp_loc": "", "slurm_enforce_part_limits": "NO"})
+    text = facts["slurm.conf"]
+    assert conf_lines(text, "JobCompType=") == ["JobCompType=jobcomp/none"] and not conf_lines(text, "JobCompLoc=")
+    assert conf_lines(text, "EnforcePartLimits=") == ["EnforcePartLimits=NO"]
 
 
 def test_partition_nodes_keep_inventory_order(tmp_path):
@@ -154,9 +175,13 @@ def test_each_partition_gets_its_own_max_time_and_qos_reach_the_role(tmp_path):
         "PartitionName=batch Nodes=hpc-compute-01,hpc-compute-02 Default=yes MaxTime=2-00:00:00 State=UP"]
     assert "AccountingStorageType=accounting_storage/slurmdbd" in text and facts["accounting"] is True
     # As sacctmgr prints them: MaxWall 90 minutes is 01:30:00, UNLIMITED is -1 (printed as nothing).
-    assert facts["qos"] == [{"name": "normal", "settings": {"Priority": 10}},
-                            {"name": "high", "settings": {"Priority": 100, "MaxWall": "01:30:00"}},
-                            {"name": "open", "settings": {"Priority": 0, "MaxWall": "-1"}}]
+    # DenyOnLimit: a job over a QoS limit is refused at submission, not left pending.
+    assert facts["qos"] == [
+        {"name": "normal", "settings": {"Priority": 10, "Flags": "DenyOnLimit"}, "max_wall_minutes": None},
+        {"name": "high", "settings": {"Priority": 100, "Flags": "DenyOnLimit", "MaxWall": "01:30:00"}, "max_wall_minutes": 90},
+        {"name": "open", "settings": {"Priority": 0, "Flags": "DenyOnLimit", "MaxWall": "-1"}, "max_wall_minutes": None}]
+    minutes = dict((p["name"], p["max_time_minutes"]) for p in slurm["partition_details"])
+    assert minutes == {"batch": 2880, "debug": 30, "long": None}
     account = facts["accounts"][0]
     assert (account["name"], account["qos"], account["default_qos"]) == ("hpc", ["normal", "high", "open"], "normal")
 
