@@ -54,6 +54,17 @@ LIMIT_ROOT=1200 LIMIT_APT=1200 LIMIT_PIP=600 LIMIT_CONTAINER=3600
 
 # ---- host phases (each also runs alone as "run.sh __PHASE", so that timeout can bound it) ----------------
 
+# mmdebstrap runs its hooks with dash and picks free fds for them (`cat >&N`): with fds 3-9 inherited
+# from the caller (some CI agents and tool shells pass several) it picks N >= 10, which dash rejects
+# ("Bad fd number"). It gets stdin, stdout and stderr only.
+mmdebstrap_own_fds() (
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+  done
+  exec mmdebstrap "$@"
+)
+
 # Pristine root: key = this script, lib.sh, root-packages and the mmdebstrap arguments.
 root_args() {
   local pkgs
@@ -75,7 +86,7 @@ phase_root() {
   tmp=$CACHE/.root-$ROOT_HASH.tmp
   rm -rf "$tmp"
   log "pristine root: mmdebstrap ${args[*]}"
-  mmdebstrap "${args[@]:0:5}" "$tmp" "${args[@]:5}"
+  mmdebstrap_own_fds "${args[@]:0:5}" "$tmp" "${args[@]:5}"
   dpkg-query --admindir="$tmp/var/lib/dpkg" -W -f='${Package}\t${Version}\n' >"$CACHE/root-$ROOT_HASH.packages"
   mv -T "$tmp" "$root"
   # Older roots (another script version or package list) and their repositories are not used again.
