@@ -99,18 +99,18 @@ def test_slurm_not_installed(collector, tmp_path):
 def test_the_file_is_replaced_not_appended(collector, tmp_path):
     out = tmp_path / "s.prom"
     out.write_text("old content\n")
-    run, _ = fake_slurm()
+    run, _calls = fake_slurm()
     collector.main(["--output", str(out), "--cluster", "lab"], run=run)
     assert "old content" not in out.read_text()
 
 
 def test_unwritable_directory_exits_1(collector, tmp_path):
-    run, _ = fake_slurm()
+    run, _calls = fake_slurm()
     assert collector.main(["--output", str(tmp_path / "missing" / "s.prom"), "--cluster", "lab"], run=run) == 1
 
 
 def test_output_must_be_a_prom_file(collector, tmp_path):
-    run, _ = fake_slurm()
+    run, _calls = fake_slurm()
     with pytest.raises(SystemExit) as exc:
         collector.main(["--output", str(tmp_path / "s.txt"), "--cluster", "lab"], run=run)
     assert exc.value.code == 2

@@ -128,7 +128,7 @@ def _samples(text):
         if line.startswith("#"):
             continue
         series, value = line.rsplit(" ", 1)
-        name, _, labels = series.partition("{")
+        name, _sep, labels = series.partition("{")
         pairs = frozenset(tuple(p.split("=", 1)) for p in labels.rstrip("}").split('",') if p) if labels else frozenset()
         pairs = frozenset((k, v.strip('"')) for k, v in pairs)
         assert name in typed, "%s before its TYPE" % name
