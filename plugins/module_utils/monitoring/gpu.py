@@ -47,7 +47,7 @@ def assignment_textfile(gpus, cluster, node_name, vm_name):
     exists on every node). The node's name is the label ``slurm_node`` here: Prometheus' own ``node``
     target label names the scraped host already.
     """
-    base = [("cluster", cluster), ("slurm_node", node_name), ("vm", vm_name)]
+    base = [("lab", cluster), ("slurm_node", node_name), ("vm", vm_name)]
     lines = [
         "# HELP %s GPU resource of the cluster plan assigned to this node (whole GPU or MIG slice; 1 each)."
         % ASSIGNMENT_METRIC,

@@ -253,7 +253,7 @@ def render(cluster, ping, nodes=None, queue=None, partitions=None, jobs=None, er
     collector runs on), ``partition``, ``state``, ``flag``, ``job_id``.
     """
     out = Exposition()
-    base = [("cluster", cluster)]
+    base = [("slurm_cluster", cluster)]
     up = any(state for _host, state in ping)
     out.add("controller_up", "1 when slurmctld answers scontrol ping (0: down or not reachable).", base, up)
     for host, state in ping:

@@ -58,12 +58,12 @@ def test_a_run_writes_every_family(collector, tmp_path):
     text = out.read_text()
     assert calls == ["ping", "nodes", "partitions", "queue", "jobs"]
     lines = text.splitlines()
-    assert 'hyperscaler_slurm_controller_up{cluster="lab"} 1' in lines
-    assert 'hyperscaler_slurm_node_state{cluster="lab",slurm_node="hpc-compute-03",state="down"} 1' in lines
-    assert 'hyperscaler_slurm_queue_jobs{cluster="lab",partition="gpu",state="pending"} 1' in lines
-    assert any(line.startswith('hyperscaler_slurm_job_gpus{cluster="lab",job_id="7",') and line.endswith(" 1")
+    assert 'hyperscaler_slurm_controller_up{slurm_cluster="lab"} 1' in lines
+    assert 'hyperscaler_slurm_node_state{slurm_cluster="lab",slurm_node="hpc-compute-03",state="down"} 1' in lines
+    assert 'hyperscaler_slurm_queue_jobs{slurm_cluster="lab",partition="gpu",state="pending"} 1' in lines
+    assert any(line.startswith('hyperscaler_slurm_job_gpus{slurm_cluster="lab",job_id="7",') and line.endswith(" 1")
                for line in lines)
-    assert 'hyperscaler_slurm_collector_errors{cluster="lab"} 0' in lines
+    assert 'hyperscaler_slurm_collector_errors{slurm_cluster="lab"} 0' in lines
     assert stat.S_IMODE(os.stat(str(out)).st_mode) == 0o644
     # Nothing but the file itself is left in the directory (the temporary file was renamed).
     assert os.listdir(str(tmp_path)) == ["hyperscaler_slurm.prom"]
@@ -75,8 +75,8 @@ def test_controller_down_still_writes_the_file(collector, tmp_path):
     assert collector.main(["--output", str(out), "--cluster", "lab"], run=run) == 0
     assert calls == ["ping"]
     lines = out.read_text().splitlines()
-    assert 'hyperscaler_slurm_controller_up{cluster="lab"} 0' in lines
-    assert 'hyperscaler_slurm_controller_host_up{cluster="lab",controller="hpc-controller"} 0' in lines
+    assert 'hyperscaler_slurm_controller_up{slurm_cluster="lab"} 0' in lines
+    assert 'hyperscaler_slurm_controller_host_up{slurm_cluster="lab",controller="hpc-controller"} 0' in lines
 
 
 def test_a_failing_command_is_named_and_the_others_still_come(collector, tmp_path):
@@ -84,7 +84,7 @@ def test_a_failing_command_is_named_and_the_others_still_come(collector, tmp_pat
     out = tmp_path / "s.prom"
     collector.main(["--output", str(out), "--cluster", "lab"], run=run)
     text = out.read_text()
-    assert 'hyperscaler_slurm_collector_command_failed{cluster="lab",command="queue"} 1' in text.splitlines()
+    assert 'hyperscaler_slurm_collector_command_failed{slurm_cluster="lab",command="queue"} 1' in text.splitlines()
     assert "hyperscaler_slurm_queue_jobs" not in text and "hyperscaler_slurm_node_state" in text
 
 
@@ -93,7 +93,7 @@ def test_slurm_not_installed(collector, tmp_path):
         return collector.run_command(["/nonexistent/" + argv[0]] + argv[1:], timeout)
     out = tmp_path / "s.prom"
     collector.main(["--output", str(out), "--cluster", "lab"], run=run)
-    assert 'hyperscaler_slurm_collector_command_failed{cluster="lab",command="ping"} 1' in out.read_text()
+    assert 'hyperscaler_slurm_collector_command_failed{slurm_cluster="lab",command="ping"} 1' in out.read_text()
 
 
 def test_the_file_is_replaced_not_appended(collector, tmp_path):

@@ -29,12 +29,12 @@ def test_simulated_mig_slices():
     series = [line for line in lines if line.startswith("hyperscaler_gpu_assignment{")]
     assert len(series) == 2
     assert series[0] == (
-        'hyperscaler_gpu_assignment{cluster="lab",slurm_node="hpc-compute-01",vm="lab-hpc-compute-01",index="0",'
+        'hyperscaler_gpu_assignment{lab="lab",slurm_node="hpc-compute-01",vm="lab-hpc-compute-01",index="0",'
         'kind="mig",gpu_id="GPU-0",pci_address="0000:65:00.0",model="NVIDIA A100 80GB",profile="1g.10gb",'
         'placement_start="0",slurm_gres_type="1g.10gb",device_file="/dev/hyperscaler-gpu0",mdev_uuid="",'
         'simulated="true"} 1')
     assert 'placement_start="1"' in series[1] and 'index="1"' in series[1]
-    assert lines[-1] == 'hyperscaler_gpu_assigned{cluster="lab",slurm_node="hpc-compute-01",vm="lab-hpc-compute-01"} 2'
+    assert lines[-1] == 'hyperscaler_gpu_assigned{lab="lab",slurm_node="hpc-compute-01",vm="lab-hpc-compute-01"} 2'
     assert "# TYPE hyperscaler_gpu_assignment gauge" in lines
 
 
@@ -63,7 +63,7 @@ def test_mdev_uuids_equal_the_libvirt_specs():
 def test_node_without_gpus_has_a_zero_count():
     text = gpu.assignment_textfile([], "lab", "hpc-controller", "lab-hpc-controller")
     assert "hyperscaler_gpu_assignment{" not in text
-    assert text.endswith('hyperscaler_gpu_assigned{cluster="lab",slurm_node="hpc-controller",vm="lab-hpc-controller"} 0\n')
+    assert text.endswith('hyperscaler_gpu_assigned{lab="lab",slurm_node="hpc-controller",vm="lab-hpc-controller"} 0\n')
 
 
 def test_unknown_kind_is_refused():

@@ -144,7 +144,7 @@ def test_render_everything():
     s = _samples(text)
 
     def get(name, **labels):
-        return s[("hyperscaler_slurm_" + name, frozenset(dict(labels, cluster="lab").items()))]
+        return s[("hyperscaler_slurm_" + name, frozenset(dict(labels, slurm_cluster="lab").items()))]
 
     assert get("controller_up") == 1 and get("controller_host_up", controller="hpc-controller") == 1
     assert get("node_state", slurm_node="hpc-compute-01", state="mixed") == 1
@@ -174,9 +174,9 @@ def test_render_everything():
 
 def test_render_controller_down():
     text = slurm.render("lab", [("hpc-controller", False)], errors=["ping", "nodes", "nodes"], now=5)
-    assert 'hyperscaler_slurm_controller_up{cluster="lab"} 0' in text.splitlines()
-    assert 'hyperscaler_slurm_collector_errors{cluster="lab"} 2' in text.splitlines()
-    assert 'hyperscaler_slurm_collector_command_failed{cluster="lab",command="nodes"} 1' in text.splitlines()
+    assert 'hyperscaler_slurm_controller_up{slurm_cluster="lab"} 0' in text.splitlines()
+    assert 'hyperscaler_slurm_collector_errors{slurm_cluster="lab"} 2' in text.splitlines()
+    assert 'hyperscaler_slurm_collector_command_failed{slurm_cluster="lab",command="nodes"} 1' in text.splitlines()
     assert "node_state" not in text and "queue_jobs" not in text
 
 
