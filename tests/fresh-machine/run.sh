@@ -109,6 +109,13 @@ checkout_apt_packages() {
   fi
 }
 
+# The .debs the checkout downloads without installing them (scripts/fetch-promtool: promtool is unpacked
+# from the pinned prometheus package); older checkouts have none.
+checkout_apt_downloads() {
+  local s=$CHECKOUT/scripts/fetch-promtool
+  [ ! -f "$s" ] || env -u PROMTOOL_DIR bash "$s" --print-package
+}
+
 # apt with nothing of the host's configuration: only Debian's mirrors, the pristine root's dpkg status,
 # private lists and a .deb cache shared by all keys.
 apt_private() {
@@ -142,7 +149,7 @@ EOF
 }
 
 phase_apt() {
-  local repo=$CACHE/repo-$APT_HASH tmp name ver arch f n=0 pkgs=()
+  local repo=$CACHE/repo-$APT_HASH tmp name ver arch f n=0 pkgs=() downloads=()
   if [ -f "$repo/Release" ]; then
     log "apt: cached, reused $repo ($(grep -c '^Package:' "$repo/Packages") packages)"
     return 0
@@ -164,6 +171,13 @@ phase_apt() {
     ln -f "$f" "$tmp/" 2>/dev/null || cp "$f" "$tmp/"
     n=$((n + 1))
   done <"$tmp/.set"
+  # What install-deps downloads (apt-get download) from the same repository, at the pinned version.
+  mapfile -t downloads < <(checkout_apt_downloads)
+  if [ ${#downloads[@]} -gt 0 ]; then
+    log "apt: downloads ${downloads[*]}"
+    (cd "$tmp" && apt_private download -q "${downloads[@]}")
+    n=$((n + ${#downloads[@]}))
+  fi
   (cd "$tmp" && apt-ftparchive packages . >Packages && apt-ftparchive release . >Release)
   rm "$tmp/.set"
   mv -T "$tmp" "$repo"
@@ -367,7 +381,7 @@ host_state() {
 }
 
 ROOT_HASH=$(root_hash)
-APT_HASH=$ROOT_HASH-$(checkout_apt_packages | short_hash)
+APT_HASH=$ROOT_HASH-$( { checkout_apt_packages; checkout_apt_downloads; } | short_hash)
 pyver=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PIP_HASH=$( { (cd "$CHECKOUT" && file_manifest requirements-*.txt); echo "${BUILD_BACKENDS[*]} $pyver"; } | short_hash)
 export CACHE CHECKOUT ROOT_HASH APT_HASH PIP_HASH
