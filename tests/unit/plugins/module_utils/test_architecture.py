@@ -23,6 +23,7 @@ ALLOWED = {
     "vgpu": {"common", "vgpu"},
     "libvirt": {"common", "config", "libvirt"},
     "host": {"common", "host"},
+    "mlops": {"common", "mlops"},
 }
 # Pure GPU planning never touches a device: no NVML, no MIG convergence, no sysfs discovery.
 PURE_GPU = ("gpu.catalog", "gpu.placement", "gpu.plan")
