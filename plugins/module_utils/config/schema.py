@@ -537,7 +537,7 @@ CLUSTER_SCHEMA = (
                                                                                              'need the hub) or an absolute directory in Hugging Face '
                                                                                              'format on the shared filesystem (offline labs).',
                                                                               'type': 'string',
-                                                                              'pattern': '^(/.+|[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95})$',
+                                                                              'pattern': '^(/.+|[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)$',
                                                                               'maxLength': 1024,
                                                                               'default': 'HuggingFaceTB/SmolLM-135M'},
                                                                     'dataset': {'description': 'Training data: an absolute .jsonl (or .json) file of '

@@ -20,7 +20,7 @@ from ansible_collections.aihow.hyperscaler.plugins.module_utils.common.errors im
 # Oumi's trainers: TRL_SFT (TRL's SFTTrainer through Oumi's HF wrapper), HF (transformers' Trainer) and
 # OUMI (Oumi's own loop). SFT on conversations needs TRL_SFT or HF; the collection uses TRL_SFT.
 TRAINER_TYPES = ("TRL_SFT", "HF", "OUMI")
-_MODEL_ID = re.compile(r"^(/.+|[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95})$")
+_MODEL_ID = re.compile(r"^(/.+|[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)$")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
