@@ -43,7 +43,7 @@ def oumi_training_config(settings, output_dir, run_name, trainer_type="TRL_SFT",
     model = _need(settings, "model", str, _MODEL_ID.match, "a Hugging Face id org/name or an absolute directory")
     dataset = _need(settings, "dataset", str, lambda v: v.startswith("/") and v.endswith((".jsonl", ".json")),
                     "an absolute .jsonl or .json file")
-    template = _need(settings, "chat_template", str, lambda v: bool(v), "an Oumi chat template name")
+    template = _need(settings, "chat_template", str, bool, "an Oumi chat template name")
     max_steps = _need(settings, "max_steps", int, lambda v: v >= 1, "an integer >= 1")
     rate = _need(settings, "learning_rate", (int, float), lambda v: 0 < v <= 1, "a number in (0, 1]")
     batch = _need(settings, "batch_size", int, lambda v: v >= 1, "an integer >= 1")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """After `oumi train`: the loss curve of the run and its MLflow run, written as the job's result.
 
 Reads <run dir>/output/trainer_state.json (transformers' log_history, written by Oumi's trainer) and looks

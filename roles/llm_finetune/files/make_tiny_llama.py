@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Make a tiny Llama-family causal LM and a small chat data set, offline, in Hugging Face format.
 
 SmolLM-135M (the fine-tuning default) is a LlamaForCausalLM; no model hub is reachable in the lab or in
@@ -28,7 +27,7 @@ def conversations(count, seed):
     table = {thing: COLOURS[i % len(COLOURS)] for i, thing in enumerate(THINGS)}
     rng = random.Random(seed)
     out = []
-    for _ in range(count):
+    for unused in range(count):
         thing = rng.choice(THINGS)
         out.append({"messages": [
             {"role": "user", "content": f"What colour is the {thing}?"},

@@ -65,7 +65,7 @@ def test_disabled_is_not_checked(lab):
 def test_schema_rules_name_the_field(lab, key, value, fragment):
     lab["mlops"]["finetune"] = {"enabled": True, key: value}
     found = issues_of(lab)
-    assert [p for p, _ in found] == ["mlops.finetune.%s" % key], found
+    assert [path for path, unused in found] == ["mlops.finetune.%s" % key], found
 
 
 def test_unknown_key(lab):
