@@ -60,6 +60,16 @@ for flavor in hpc cloud; do
   echo "image ($flavor): ${!var} ($((SECONDS - start)) s)"
 done
 
+# molecule/llm_finetune's container is offline: the Oumi lock's wheels are downloaded here, staged by the role.
+for s in "${scenarios[@]}"; do
+  if [[ $s == llm_finetune ]]; then
+    start=$SECONDS
+    HYPERSCALER_OUMI_WHEELS=$(tests/molecule/oumi-wheels.sh)
+    export HYPERSCALER_OUMI_WHEELS
+    echo "oumi wheels: $HYPERSCALER_OUMI_WHEELS ($((SECONDS - start)) s)"
+  fi
+done
+
 failed=()
 report=()
 for s in "${scenarios[@]}"; do

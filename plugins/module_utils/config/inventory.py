@@ -148,7 +148,23 @@ def mlops_settings(config):
     }
     if "training" in mlops:
         out["training"] = dict(mlops["training"])
+    out["finetune"] = finetune_settings(config)
     return out
+
+
+def finetune_settings(config):
+    """mlops.finetune resolved for the llm_finetune role: the partition and the paths filled in."""
+    data = config.data
+    finetune = dict(data["mlops"]["finetune"])
+    hpc = data["clusters"].get("hpc")
+    if hpc is not None and "partition" not in finetune:
+        slurm = hpc["slurm_config"]
+        first = slurm["partitions"][0]
+        finetune["partition"] = slurm.get("default_partition") or (first if isinstance(first, str) else first["name"])
+    shared = posixpath.join(data["storage"]["shared"]["mount_path"], "finetune")
+    finetune.setdefault("dataset", posixpath.join(shared, "data", "train.jsonl"))
+    finetune.setdefault("output_dir", posixpath.join(shared, "runs"))
+    return finetune
 
 
 def model_server_settings(config, served):

@@ -1051,6 +1051,7 @@ def _check_mlops(checker, nodes):
     training = mlops.get("training")
     if training is not None:
         _check_mlops_training(checker, base, mlops, training, names, nodes)
+    _check_mlops_finetune(checker, base + ["finetune"], mlops["finetune"], nodes)
     promotion_alias = mlops["promotion"].get("alias")
     problem = mlflow_alias_problem(promotion_alias)
     if problem:
@@ -1147,6 +1148,36 @@ def _check_mlops_training(checker, base, mlops, training, served_names, nodes):
             where = ("the job runs in the default Slurm partition %r, which has %d of the %d compute nodes"
                      % (default, members, len(compute)))
         checker.add(path + ["nodes"], "asks for %d nodes, and %s: set nodes to at most %d" % (wanted, where, members))
+
+
+# --------------------------------------------------------------------------- mlops.finetune (Oumi)
+def _check_mlops_finetune(checker, path, finetune, nodes):
+    """mlops.finetune: the Oumi job runs on one compute node of the HPC cluster, in a partition that exists."""
+    if not finetune["enabled"]:
+        return
+    clusters = checker.data["clusters"]
+    if "hpc" not in clusters:
+        checker.add(path + ["enabled"], "the fine-tuning job runs on the HPC cluster (Slurm), and clusters.hpc is "
+                    "not defined; add clusters.hpc or set enabled to false")
+        return
+    partitions = clusters["hpc"]["slurm_config"]["partitions"]
+    names = [p if isinstance(p, str) else p["name"] for p in partitions]
+    wanted = finetune.get("partition")
+    if wanted is not None and wanted not in names:
+        checker.add(path + ["partition"], "%s is not a partition of clusters.hpc.slurm_config.partitions (defined: %s)"
+                    % (_show(wanted), _some(names)))
+        return
+    gpus = finetune["gpus_per_node"]
+    if gpus > 0:
+        default = clusters["hpc"]["slurm_config"].get("default_partition") or names[0]
+        name = wanted if wanted is not None else default
+        spec = next((p for p in partitions if (p if isinstance(p, str) else p["name"]) == name), None)
+        compute = [n for n in nodes if n.cluster == "hpc" and n.role == "compute"]
+        members = set(partition_members(spec, compute)) if spec is not None else set()
+        if not any(n.gpu_enabled for n in compute if n.name in members):
+            checker.add(path + ["gpus_per_node"], "asks for %d GPU%s per node, and partition %r has no node with "
+                        "gpu_enabled; set gpus_per_node to 0 (CPU) or name a GPU partition"
+                        % (gpus, "" if gpus == 1 else "s", name))
 
 
 def _derived_defaults(data, raw):

@@ -532,5 +532,79 @@ CLUSTER_SCHEMA = (
                                                                                       'default': 0.95},
                                                                      'alias': {'$ref': '#/$defs/mlflow_alias',
                                                                                'description': 'The alias that moves. Default: the alias serving.models '
-                                                                                              "gives the training's model (its first entry)."}}}}}}}
+                                                                                              "gives the training's model (its first entry)."}}},
+                                        'finetune': {'description': 'LLM fine-tuning with Oumi (oumi train) as a Slurm job on the HPC cluster (needs '
+                                                                    'clusters.hpc), logging to the MLflow tracking server. Off unless enabled.',
+                                                     'type': 'object',
+                                                     'additionalProperties': False,
+                                                     'default': {},
+                                                     'properties': {'enabled': {'description': 'Run the fine-tuning job (playbooks/hpc_finetune.yml).',
+                                                                                'type': 'boolean',
+                                                                                'default': False},
+                                                                    'model': {'description': 'The base model: a Hugging Face model id (org/name: nodes '
+                                                                                             'need the hub) or an absolute directory in Hugging Face '
+                                                                                             'format on the shared filesystem (offline labs).',
+                                                                              'type': 'string',
+                                                                              'pattern': '^(/.+|[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)$',
+                                                                              'maxLength': 1024,
+                                                                              'default': 'HuggingFaceTB/SmolLM-135M'},
+                                                                    'dataset': {'description': 'Training data: an absolute .jsonl (or .json) file of '
+                                                                                               "conversations in Oumi's format (text_sft_jsonl), seen by "
+                                                                                               'the compute nodes. Left out: <shared '
+                                                                                               'mount>/finetune/data/train.jsonl.',
+                                                                                'type': 'string',
+                                                                                'pattern': '^/.*\\.jsonl?$',
+                                                                                'maxLength': 1024},
+                                                                    'chat_template': {'description': "Oumi's chat template for the tokenizer (base "
+                                                                                                     'models such as SmolLM-135M have none).',
+                                                                                      'enum': ['chat_ml',
+                                                                                               'default',
+                                                                                               'llama3-instruct',
+                                                                                               'zephyr',
+                                                                                               'phi3-instruct',
+                                                                                               'gpt2'],
+                                                                                      'default': 'chat_ml'},
+                                                                    'max_steps': {'description': 'Optimizer steps of the job.',
+                                                                                  'type': 'integer',
+                                                                                  'minimum': 1,
+                                                                                  'maximum': 1000000,
+                                                                                  'default': 100},
+                                                                    'learning_rate': {'description': 'Optimizer step size.',
+                                                                                      'type': 'number',
+                                                                                      'exclusiveMinimum': 0,
+                                                                                      'maximum': 1,
+                                                                                      'default': 0.0002},
+                                                                    'batch_size': {'description': 'Sequences per device and step '
+                                                                                                  '(per_device_train_batch_size).',
+                                                                                   'type': 'integer',
+                                                                                   'minimum': 1,
+                                                                                   'maximum': 4096,
+                                                                                   'default': 4},
+                                                                    'max_length': {'description': 'Longest sequence in tokens (model_max_length).',
+                                                                                   'type': 'integer',
+                                                                                   'minimum': 16,
+                                                                                   'maximum': 131072,
+                                                                                   'default': 512},
+                                                                    'partition': {'description': 'Slurm partition of the job. Left out: '
+                                                                                                 'clusters.hpc.slurm_config.default_partition (else the '
+                                                                                                 'first partition).',
+                                                                                  'type': 'string',
+                                                                                  'pattern': '^[a-z][a-z0-9_-]{0,39}$'},
+                                                                    'gpus_per_node': {'description': 'GPUs the job asks Slurm for (--gres=gpu:N); 0: CPU '
+                                                                                                     'only. The job runs on one node.',
+                                                                                      'type': 'integer',
+                                                                                      'minimum': 0,
+                                                                                      'maximum': 16,
+                                                                                      'default': 0},
+                                                                    'output_dir': {'description': 'Absolute directory on the shared filesystem for the '
+                                                                                                  'runs (one subdirectory per config). Left out: <shared '
+                                                                                                  'mount>/finetune/runs.',
+                                                                                   'type': 'string',
+                                                                                   'pattern': '^/',
+                                                                                   'maxLength': 1024},
+                                                                    'experiment': {'description': 'MLflow experiment the fine-tuning runs log to.',
+                                                                                   'type': 'string',
+                                                                                   'minLength': 1,
+                                                                                   'maxLength': 256,
+                                                                                   'default': 'finetune'}}}}}}}
 )

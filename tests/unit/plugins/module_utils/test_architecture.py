@@ -25,6 +25,7 @@ ALLOWED = {
     "host": {"common", "host"},
     # monitoring.slurm imports nothing of the collection (the role copies it onto the guest alone).
     "monitoring": {"common", "monitoring"},
+    "mlops": {"common", "mlops"},
 }
 # Pure GPU planning never touches a device: no NVML, no MIG convergence, no sysfs discovery.
 PURE_GPU = ("gpu.catalog", "gpu.placement", "gpu.plan")

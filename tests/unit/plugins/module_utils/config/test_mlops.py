@@ -56,6 +56,8 @@ def test_the_template_fits_this_machine(lab):
 def test_an_empty_mlops_section_gets_every_default(lab):
     lab["mlops"] = {}
     mlops = mlops_of(lab)
+    finetune = mlops.pop("finetune")  # mlops.finetune: tests/unit/plugins/module_utils/config/test_finetune.py
+    assert finetune["enabled"] is False
     assert mlops == {
         "experiment": "digits", "credentials_dir": "/var/lib/aihow-hyperscaler/credentials",
         "tracking": {"port": 5000, "artifacts": {"store": "local", "path": "/var/lib/mlflow/artifacts"}},
@@ -67,7 +69,7 @@ def test_an_empty_mlops_section_gets_every_default(lab):
         "promotion": {"min_accuracy": 0.95, "alias": "champion"},
     }
     # ... which are what the template writes out
-    assert mlops == mlops_of(load_yaml("config", "mlops.yml"))
+    assert dict(mlops, finetune=finetune) == mlops_of(load_yaml("config", "mlops.yml"))
 
 
 def test_without_an_hpc_cluster_there_is_no_training_and_no_network_to_allow(ws):
