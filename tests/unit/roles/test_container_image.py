@@ -17,7 +17,7 @@ SCRIPT = repo_path("roles", "container_runtime", "files", "hs-container-image")
 
 def _hash(paths, env=None):
     done = subprocess.run(["bash", SCRIPT, "hash", "127.0.0.1:5000/x/y:z"] + [str(p) for p in paths],
-                          capture_output=True, text=True, env=dict(os.environ, **(env or {})), check=False)
+                          capture_output=True, text=True, env=dict(os.environ, HS_IMAGE_CONF="/nonexistent", **(env or {})), check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
