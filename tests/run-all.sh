@@ -22,6 +22,9 @@ ansible-lint --profile production
 step "shellcheck (every shell script of the checkout)"
 bash tests/shellcheck.sh
 
+step "Prometheus alert rules (promtool check rules, promtool test rules)"
+bash tests/monitoring/promtool-test.sh
+
 step "ansible-test sanity"
 bash tests/sanity.sh
 

@@ -124,6 +124,12 @@ if [ -f tests/shellcheck.sh ]; then
 else
   say "shellcheck: not run, the checkout has no tests/shellcheck.sh (HS_FRESH_CHECKOUT from before it)"
 fi
+# promtool as install-deps left it (.build/promtool, from the local repository's prometheus .deb), offline.
+if [ -f tests/monitoring/promtool-test.sh ]; then
+  phase promtool 120 test_tier bash tests/monitoring/promtool-test.sh
+else
+  say "promtool: not run, the checkout has no tests/monitoring/promtool-test.sh (HS_FRESH_CHECKOUT from before it)"
+fi
 phase collection-install 300 test_tier bash tests/integration/collection-install.sh
 phase gpu-simulator 600 test_tier bash tests/integration/gpu-simulator.sh
 # make run's playbooks up to lab mode, on the inventory it generates.

@@ -54,6 +54,17 @@ LIMIT_ROOT=1200 LIMIT_APT=1200 LIMIT_PIP=600 LIMIT_CONTAINER=3600
 
 # ---- host phases (each also runs alone as "run.sh __PHASE", so that timeout can bound it) ----------------
 
+# mmdebstrap runs its hooks with dash and picks free fds for them (`cat >&N`): with fds 3-9 inherited
+# from the caller (some CI agents and tool shells pass several) it picks N >= 10, which dash rejects
+# ("Bad fd number"). It gets stdin, stdout and stderr only.
+mmdebstrap_own_fds() (
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+  done
+  exec mmdebstrap "$@"
+)
+
 # Pristine root: key = this script, lib.sh, root-packages and the mmdebstrap arguments.
 root_args() {
   local pkgs
@@ -75,7 +86,7 @@ phase_root() {
   tmp=$CACHE/.root-$ROOT_HASH.tmp
   rm -rf "$tmp"
   log "pristine root: mmdebstrap ${args[*]}"
-  mmdebstrap "${args[@]:0:5}" "$tmp" "${args[@]:5}"
+  mmdebstrap_own_fds "${args[@]:0:5}" "$tmp" "${args[@]:5}"
   dpkg-query --admindir="$tmp/var/lib/dpkg" -W -f='${Package}\t${Version}\n' >"$CACHE/root-$ROOT_HASH.packages"
   mv -T "$tmp" "$root"
   # Older roots (another script version or package list) and their repositories are not used again.
@@ -96,6 +107,13 @@ checkout_apt_packages() {
     # shellcheck disable=SC2016 # expanded by the inner bash
     env -u APT_EXTRA bash -c 'eval "$(sed -n "/^APT_PACKAGES=\"/,/\"\$/p" "$1")"; for p in $APT_PACKAGES; do echo "$p"; done' sh "$s"
   fi
+}
+
+# The .debs the checkout downloads without installing them (scripts/fetch-promtool: promtool is unpacked
+# from the pinned prometheus package); older checkouts have none.
+checkout_apt_downloads() {
+  local s=$CHECKOUT/scripts/fetch-promtool
+  [ ! -f "$s" ] || env -u PROMTOOL_DIR bash "$s" --print-package
 }
 
 # apt with nothing of the host's configuration: only Debian's mirrors, the pristine root's dpkg status,
@@ -131,7 +149,7 @@ EOF
 }
 
 phase_apt() {
-  local repo=$CACHE/repo-$APT_HASH tmp name ver arch f n=0 pkgs=()
+  local repo=$CACHE/repo-$APT_HASH tmp name ver arch f n=0 pkgs=() downloads=()
   if [ -f "$repo/Release" ]; then
     log "apt: cached, reused $repo ($(grep -c '^Package:' "$repo/Packages") packages)"
     return 0
@@ -153,6 +171,13 @@ phase_apt() {
     ln -f "$f" "$tmp/" 2>/dev/null || cp "$f" "$tmp/"
     n=$((n + 1))
   done <"$tmp/.set"
+  # What install-deps downloads (apt-get download) from the same repository, at the pinned version.
+  mapfile -t downloads < <(checkout_apt_downloads)
+  if [ ${#downloads[@]} -gt 0 ]; then
+    log "apt: downloads ${downloads[*]}"
+    (cd "$tmp" && apt_private download -q "${downloads[@]}")
+    n=$((n + ${#downloads[@]}))
+  fi
   (cd "$tmp" && apt-ftparchive packages . >Packages && apt-ftparchive release . >Release)
   rm "$tmp/.set"
   mv -T "$tmp" "$repo"
@@ -356,7 +381,7 @@ host_state() {
 }
 
 ROOT_HASH=$(root_hash)
-APT_HASH=$ROOT_HASH-$(checkout_apt_packages | short_hash)
+APT_HASH=$ROOT_HASH-$( { checkout_apt_packages; checkout_apt_downloads; } | short_hash)
 pyver=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PIP_HASH=$( { (cd "$CHECKOUT" && file_manifest requirements-*.txt); echo "${BUILD_BACKENDS[*]} $pyver"; } | short_hash)
 export CACHE CHECKOUT ROOT_HASH APT_HASH PIP_HASH

@@ -230,7 +230,15 @@ CLUSTER_SCHEMA = (
                               'default': {},
                               'properties': {'enabled': {'type': 'boolean', 'default': True},
                                              'node_exporter_port': {'type': 'integer', 'minimum': 1, 'maximum': 65535, 'default': 9100},
-                                             'prometheus_retention': {'type': 'string', 'pattern': '^[0-9]+[smhdwy]$', 'default': '15d'}}},
+                                             'prometheus_retention': {'type': 'string', 'pattern': '^[0-9]+[smhdwy]$', 'default': '15d'},
+                                             'slurm_metrics_interval': {'description': 'Seconds between two runs of the Slurm metrics collector on the '
+                                                                                       'HPC controller (node exporter textfile; the alert '
+                                                                                       'HyperscalerSlurmMetricsStale fires after 300 s without a run, '
+                                                                                       'hence at most 240).',
+                                                                        'type': 'integer',
+                                                                        'minimum': 5,
+                                                                        'maximum': 240,
+                                                                        'default': 30}}},
                'node': {'type': 'object',
                         'additionalProperties': False,
                         'required': ['cpu_cores', 'memory_gb', 'disk_gb', 'ip_address'],

@@ -23,6 +23,8 @@ ALLOWED = {
     "vgpu": {"common", "vgpu"},
     "libvirt": {"common", "config", "libvirt"},
     "host": {"common", "host"},
+    # monitoring.slurm imports nothing of the collection (the role copies it onto the guest alone).
+    "monitoring": {"common", "monitoring"},
 }
 # Pure GPU planning never touches a device: no NVML, no MIG convergence, no sysfs discovery.
 PURE_GPU = ("gpu.catalog", "gpu.placement", "gpu.plan")
