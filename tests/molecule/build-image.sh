@@ -31,7 +31,9 @@ case $_flavor in
       munge slurm-wlm slurmdbd slurm-client mariadb-server
       nfs-kernel-server nfs-common prometheus prometheus-node-exporter
       # MPI under Slurm (the slurm role's slurm_mpi_packages, and what molecule/slurm/verify.yml's allreduce runs).
-      openmpi-bin libpmix-dev python3-mpi4py)
+      openmpi-bin libpmix-dev python3-mpi4py
+      # Containers under Slurm (roles container_registry and container_runtime; molecule/containers).
+      docker-registry buildah skopeo charliecloud-runtime charliecloud-builders openssl ca-certificates)
     _repository=localhost/hyperscaler-molecule
     _image_var=HYPERSCALER_MOLECULE_IMAGE
     ;;

@@ -84,6 +84,27 @@ def slurm_settings(config):
     }
 
 
+def container_settings(config):
+    """cluster.yaml's clusters.hpc.containers resolved for the container roles (hyperscaler_containers on `hpc`).
+
+    The registry listens on the controller's cluster address: its host:port is the name every node pulls
+    from, and the one the registry's certificate is made out to.
+    """
+    containers = config.data["clusters"]["hpc"]["containers"]
+    controller = config.nodes_of("hpc", "controller")[0]
+    enabled = containers["runtime"] != "none" and containers["registry"]["enabled"]
+    host = controller.ip_address or controller.name
+    address = "%s:%d" % (host, containers["registry"]["port"])
+    image = containers["image"]
+    return {
+        "runtime": containers["runtime"],
+        "registry": {"enabled": enabled, "host": host, "port": containers["registry"]["port"],
+                     "address": address, "server": controller.name},
+        "image": {"name": image["name"], "tag": image["tag"],
+                  "ref": "%s/%s:%s" % (address, image["name"], image["tag"])},
+    }
+
+
 def qos_settings(slurm):
     """cluster.yaml's QoS as the slurm role's slurm_qos: [{name, settings: {Priority, MaxWall, Flags}}].
 
@@ -271,6 +292,7 @@ def inventory_from_config(config, lab_state_root=None, local_python=None):
     if "hpc" in data["clusters"]:
         slurm = slurm_settings(config)
         groups["hpc"]["hyperscaler_slurm"] = slurm
+        groups["hpc"]["hyperscaler_containers"] = container_settings(config)
         compute = config.nodes_of("hpc", "compute")
         for part_spec, part in zip(data["clusters"]["hpc"]["slurm_config"]["partitions"],
                                    slurm["partition_details"]):

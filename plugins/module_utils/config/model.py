@@ -790,6 +790,31 @@ def _check_slurm(checker, nodes):
     _check_slurm_qos(checker, base, slurm)
 
 
+# ------------------------------------------------------------------ clusters.hpc.containers
+
+# Ports the HPC controller already listens on (roles slurm, munge, shared_storage, monitoring): the
+# container registry needs another one.
+CONTROLLER_PORTS = {22: "SSH", 111: "rpcbind (NFS)", 2049: "the NFS server", 3306: "MariaDB (slurmdbd's database)",
+                    6817: "slurmctld", 6818: "slurmd", 6819: "slurmdbd", 9090: "Prometheus"}
+
+
+def _check_containers(checker):
+    base = ["clusters", "hpc", "containers"]
+    containers = checker.data["clusters"]["hpc"].get("containers")
+    if not isinstance(containers, dict) or containers.get("runtime") == "none":
+        return
+    registry = containers["registry"]
+    port = registry["port"]
+    if not registry["enabled"] or not isinstance(port, int) or isinstance(port, bool):
+        return
+    taken = dict(CONTROLLER_PORTS)
+    if checker.data["monitoring"]["enabled"]:
+        taken[checker.data["monitoring"]["node_exporter_port"]] = "the node exporter (monitoring.node_exporter_port)"
+    if port in taken:
+        checker.add(base + ["registry", "port"], "%d is %s's port on the HPC controller; the registry needs "
+                    "its own (default 5000)" % (port, taken[port]))
+
+
 # QoS live in the accounting database: without slurmdbd there is nowhere to create one.
 DEFAULT_QOS = CLUSTER_SCHEMA["$defs"]["hpc_cluster"]["properties"]["slurm_config"]["properties"]["qos"]["default"]
 
@@ -1282,6 +1307,7 @@ def build_cluster_config(raw, source="cluster.yaml", lines=None):
     checker.run(_check_capacity, nodes)
     if isinstance(data.get("clusters"), dict) and "hpc" in data["clusters"]:
         checker.run(_check_slurm, nodes)
+        checker.run(_check_containers)
     if isinstance(data.get("mlops"), dict):
         checker.run(_check_mlops, nodes)
     checker.run(_check_local_files)

@@ -335,7 +335,60 @@ CLUSTER_SCHEMA = (
                                                                                                                             'minimum': 0,
                                                                                                                             'default': 0},
                                                                                                                'max_wall': {'$ref': '#/$defs/slurm_time'}}},
-                                                                                      'default': [{'name': 'normal', 'priority': 0}]}}}}},
+                                                                                      'default': [{'name': 'normal', 'priority': 0}]}}},
+                                              'containers': {'description': 'Containers under Slurm: a registry on the controller (its data on the '
+                                                                            'shared filesystem, HTTPS with a CA the deployment generates), the training '
+                                                                            "image built there with buildah from the nodes' own files and pushed to it, "
+                                                                            'pulled once onto the shared filesystem and run on every compute node by the '
+                                                                            'runtime (srun ch-run).',
+                                                             'type': 'object',
+                                                             'additionalProperties': False,
+                                                             'default': {},
+                                                             'properties': {'runtime': {'description': "charliecloud (Debian 12's charliecloud: ch-image "
+                                                                                                       'pulls, ch-run runs the image unprivileged), '
+                                                                                                       'apptainer (not in Debian 12: every HPC host must '
+                                                                                                       "have it installed beforehand, from Apptainer's "
+                                                                                                       'own .deb releases or its Ubuntu PPA; otherwise '
+                                                                                                       'the container roles stop saying so) or none (no '
+                                                                                                       'registry, no image, no runtime).',
+                                                                                        'enum': ['charliecloud', 'apptainer', 'none'],
+                                                                                        'default': 'charliecloud'},
+                                                                            'registry': {'type': 'object',
+                                                                                         'additionalProperties': False,
+                                                                                         'default': {},
+                                                                                         'properties': {'enabled': {'description': 'Run the registry '
+                                                                                                                                   '(the CNCF '
+                                                                                                                                   'distribution server, '
+                                                                                                                                   "Debian's "
+                                                                                                                                   'docker-registry) on '
+                                                                                                                                   'the controller and '
+                                                                                                                                   'put the training '
+                                                                                                                                   'image in it; false: '
+                                                                                                                                   'the runtime alone is '
+                                                                                                                                   'installed.',
+                                                                                                                    'type': 'boolean',
+                                                                                                                    'default': True},
+                                                                                                        'port': {'description': 'TCP port of the '
+                                                                                                                                'registry (HTTPS) on the '
+                                                                                                                                "controller's cluster "
+                                                                                                                                'address.',
+                                                                                                                 'type': 'integer',
+                                                                                                                 'minimum': 1,
+                                                                                                                 'maximum': 65535,
+                                                                                                                 'default': 5000}}},
+                                                                            'image': {'type': 'object',
+                                                                                      'additionalProperties': False,
+                                                                                      'default': {},
+                                                                                      'properties': {'name': {'description': 'Repository of the training '
+                                                                                                                             'image in the registry.',
+                                                                                                              'type': 'string',
+                                                                                                              'pattern': '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*){0,3}$',
+                                                                                                              'maxLength': 128,
+                                                                                                              'default': 'aihow/train-digits'},
+                                                                                                     'tag': {'description': 'Tag of the training image.',
+                                                                                                             'type': 'string',
+                                                                                                             'pattern': '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$',
+                                                                                                             'default': 'latest'}}}}}}},
                'cloud_cluster': {'type': 'object',
                                  'additionalProperties': False,
                                  'required': ['control_plane', 'worker_nodes'],

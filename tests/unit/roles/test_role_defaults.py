@@ -36,6 +36,7 @@ SECTIONS = {
     "hyperscaler_mlops": ["mlops"],
     "hyperscaler_model_server": ["mlops", "serving"],
     "hyperscaler_cloud": ["clusters", "cloud"],
+    "hyperscaler_containers": ["clusters", "hpc", "containers"],
 }
 # Keys the inventory model derives: not cluster.yaml fields; without the inventory there is nothing.
 DERIVED = {
