@@ -6,9 +6,8 @@
 #   host names, then the HPC cluster: MUNGE, NFS, Slurm with accounting and GRES, monitoring)
 #   -> hpc_verify.yml (real jobs: munge across nodes, sinfo idle, srun -N2, sbatch to the shared FS,
 #      --gres=gpu:1 gets CUDA_VISIBLE_DEVICES, an oversized GPU request refused, sacct, Prometheus,
-#      an MPI allreduce across both compute nodes with srun --mpi=pmix, the container registry and
-#      the training image: srun -N2 ch-run runs a probe and the digits training inside it)
-#   (site.yml also brings up the container registry, builds the training image and pulls it onto /shared)
+#      an MPI allreduce across both compute nodes with srun --mpi=pmix; the containers play is skipped:
+#      clusters.hpc.containers.runtime is none by default and this cluster leaves it so, docs/containers.md)
 #   -> site.yml again (changed=0)
 #   -> destroy.yml -> nothing left (domain, network, pool, namespace, daemon, QEMU, overlay, seed ISO).
 # Needs root, libvirtd + qemu-system-x86 + genisoimage/xorriso + netcat-openbsd, and the golden image
@@ -70,9 +69,7 @@ done
 for t in "One task on every compute node" "The file names the compute node that ran the job" \
          "A job asking for one GPU gets its device in CUDA_VISIBLE_DEVICES" \
          "A job asking for more GPUs than any node has is refused" "Accounting lists the jobs" \
-         "Every node target is up" "Both ranks report the right sum from two different nodes" \
-         "Both ranks ran inside the image on two different nodes" \
-         "Both ranks trained one model that reaches the accuracy gate"; do
+         "Every node target is up" "Both ranks report the right sum from two different nodes"; do
   grep -A3 "TASK \[$t\]" "$WORK/verify.log" | grep -q '^ok: \[hpc-controller' || fail "hpc_verify.yml: '$t' did not run and pass"
 done
 phase_end

@@ -350,9 +350,11 @@ CLUSTER_SCHEMA = (
                                                                                                        "have it installed beforehand, from Apptainer's "
                                                                                                        'own .deb releases or its Ubuntu PPA; otherwise '
                                                                                                        'the container roles stop saying so) or none (no '
-                                                                                                       'registry, no image, no runtime).',
+                                                                                                       'registry, no image, no runtime; the default '
+                                                                                                       'until the workflow has been measured on the TCG '
+                                                                                                       'lab VMs, docs/containers.md).',
                                                                                         'enum': ['charliecloud', 'apptainer', 'none'],
-                                                                                        'default': 'charliecloud'},
+                                                                                        'default': 'none'},
                                                                             'registry': {'type': 'object',
                                                                                          'additionalProperties': False,
                                                                                          'default': {},

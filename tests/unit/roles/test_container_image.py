@@ -57,14 +57,20 @@ def _config(containers):
 
 
 def test_the_inventory_names_the_registry_on_the_controllers_address():
-    settings = container_settings(_config({"registry": {"port": 5443}, "image": {"name": "lab/train", "tag": "v2"}}))
+    settings = container_settings(_config({"runtime": "charliecloud", "registry": {"port": 5443},
+                                           "image": {"name": "lab/train", "tag": "v2"}}))
     assert settings["runtime"] == "charliecloud"
     assert settings["registry"] == {"enabled": True, "host": "192.168.100.10", "port": 5443,
                                     "address": "192.168.100.10:5443", "server": "hpc-controller"}
     assert settings["image"]["ref"] == "192.168.100.10:5443/lab/train:v2"
 
 
-@pytest.mark.parametrize("containers", [{"runtime": "none"}, {"registry": {"enabled": False}}])
+def test_containers_are_off_by_default():
+    settings = container_settings(_config({}))
+    assert settings["runtime"] == "none" and settings["registry"]["enabled"] is False
+
+
+@pytest.mark.parametrize("containers", [{"runtime": "none"}, {"runtime": "charliecloud", "registry": {"enabled": False}}])
 def test_no_registry_without_a_runtime_or_when_disabled(containers):
     assert container_settings(_config(containers))["registry"]["enabled"] is False
 
@@ -72,7 +78,7 @@ def test_no_registry_without_a_runtime_or_when_disabled(containers):
 @pytest.mark.parametrize("port, what", [(6817, "slurmctld"), (9100, "node exporter"), (22, "SSH")])
 def test_the_registry_port_must_be_free_on_the_controller(port, what):
     with pytest.raises(ConfigError) as exc:
-        _config({"registry": {"port": port}})
+        _config({"runtime": "charliecloud", "registry": {"port": port}})
     messages = [i.message for i in exc.value.issues if i.path == "clusters.hpc.containers.registry.port"]
     assert messages and what in messages[0], exc.value
 

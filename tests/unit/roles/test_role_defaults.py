@@ -79,7 +79,9 @@ _NO_VALUE = object()
 def _literal(argument):
     """The Jinja literal's value, or _NO_VALUE for an expression (``default(slurm_partitions | first)``)."""
     first = argument.split(",")[0].strip() if not argument.strip().startswith(("[", "{")) else argument.strip()
-    python = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnone\b", "None", first)))
+    # Jinja's true/false/none outside quotes only: default('none') is the string.
+    python = first if first[:1] in "'\"" else re.sub(
+        r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnone\b", "None", first)))
     try:
         return ast.literal_eval(python)
     except (ValueError, SyntaxError):
