@@ -8,658 +8,1293 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-CLUSTER_SCHEMA = (
-    {'$schema': 'https://json-schema.org/draft/2020-12/schema',
-     '$id': 'https://aihow.example/hyperscaler/schemas/cluster/1.0',
-     'title': 'aihow.hyperscaler cluster.yaml',
-     'description': 'One file describes the whole emulated data centre: networks, GPUs and how they are shared, the HPC (Slurm) and cloud (Kubernetes) '
-                    'clusters, and the hypervisor(s) they run on. Keys marked with a default may be left out.',
-     'x-schema-version': '1.0',
-     'type': 'object',
-     'additionalProperties': False,
-     'required': ['version', 'metadata', 'global', 'clusters'],
-     'properties': {'version': {'description': 'Schema version of this file. Files for a newer schema are refused with an upgrade hint.',
-                                'type': 'string',
-                                'pattern': '^[0-9]+\\.[0-9]+$'},
-                    'metadata': {'type': 'object',
-                                 'additionalProperties': False,
-                                 'required': ['name'],
-                                 'properties': {'name': {'description': 'Lab name: prefixes VM, network and pool names on the hypervisor.',
-                                                         'type': 'string',
-                                                         'pattern': '^[a-z][a-z0-9-]{0,39}$'},
-                                                'description': {'type': 'string', 'default': ''}}},
-                    'global': {'type': 'object',
-                               'additionalProperties': False,
-                               'required': ['networks'],
-                               'properties': {'networks': {'description': 'libvirt NAT networks by name; clusters refer to them by name.',
-                                                           'type': 'object',
-                                                           'minProperties': 1,
-                                                           'maxProperties': 64,
-                                                           'propertyNames': {'pattern': '^[a-z][a-z0-9_]{0,30}$'},
-                                                           'additionalProperties': {'$ref': '#/$defs/network'}},
-                                              'gpu_allocation': {'$ref': '#/$defs/gpu_allocation'}}},
-                    'hypervisor': {'$ref': '#/$defs/hypervisor'},
-                    'images': {'$ref': '#/$defs/images'},
-                    'ssh': {'$ref': '#/$defs/ssh'},
-                    'storage': {'$ref': '#/$defs/storage'},
-                    'monitoring': {'$ref': '#/$defs/monitoring'},
-                    'clusters': {'description': 'Either cluster may be left out, not both.',
-                                 'type': 'object',
-                                 'additionalProperties': False,
-                                 'minProperties': 1,
-                                 'properties': {'hpc': {'$ref': '#/$defs/hpc_cluster'}, 'cloud': {'$ref': '#/$defs/cloud_cluster'}}},
-                    'mlops': {'$ref': '#/$defs/mlops'}},
-     '$defs': {'cpu_cores': {'description': 'vCPUs of the VM.', 'type': 'integer', 'minimum': 1, 'maximum': 256},
-               'memory_gb': {'description': 'Guest RAM in GiB (0.5 steps allowed).',
-                             'type': 'number',
-                             'minimum': 0.5,
-                             'maximum': 4096,
-                             'multipleOf': 0.25},
-               'disk_gb': {'description': "Size of the VM's copy-on-write disk in GiB.", 'type': 'integer', 'minimum': 4, 'maximum': 65536},
-               'ipv4': {'type': 'string', 'pattern': '^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$'},
-               'ip_range': {'description': "Addresses of a node group: 'a.b.c.d', 'a.b.c.d-e' (last octet) or 'a.b.c.d-w.x.y.z'.",
-                            'type': 'string',
-                            'pattern': '^[0-9]{1,3}(\\.[0-9]{1,3}){3}(-([0-9]{1,3}|[0-9]{1,3}(\\.[0-9]{1,3}){3}))?$'},
-               'hypervisor_host': {'description': 'Name of the hypervisor host (hypervisor.hosts[].name) the VM runs on; default: the first host.',
-                                   'type': 'string'},
-               'network': {'type': 'object',
-                           'additionalProperties': False,
-                           'required': ['subnet', 'bridge'],
-                           'properties': {'subnet': {'description': 'IPv4 CIDR, e.g. 192.168.100.0/24.', 'type': 'string'},
-                                          'bridge': {'description': 'Linux bridge name (at most 15 characters).',
-                                                     'type': 'string',
-                                                     'pattern': '^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$'},
-                                          'gateway': {'description': 'Host-side address of the bridge; default: the first host address of the subnet.',
-                                                      '$ref': '#/$defs/ipv4'},
-                                          'domain': {'description': "DNS domain served by the network's dnsmasq.",
-                                                     'type': 'string',
-                                                     'default': 'lab.internal',
-                                                     'pattern': '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$'},
-                                          'nat': {'description': "NAT the network to the host's uplink.", 'type': 'boolean', 'default': True}}},
-               'gpu_device': {'type': 'object',
-                              'additionalProperties': False,
-                              'required': ['id', 'pci_address', 'model'],
-                              'properties': {'id': {'description': 'Unique name of the GPU in this file.',
-                                                    'type': 'string',
-                                                    'pattern': '^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$'},
-                                             'pci_address': {'description': 'PCI address DDDD:BB:SS.F of the GPU (the PF for SR-IOV GPUs).',
-                                                             'type': 'string',
-                                                             'pattern': '^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\\.[0-7]$'},
-                                             'model': {'description': "Model name ('NVIDIA A100 80GB', 'A100-SXM4-80GB') or PCI device id ('0x20B2').",
-                                                       'type': 'string'},
-                                             'mig_capable': {'description': 'Whether this GPU may be MIG-partitioned; default: what the catalog says for '
-                                                                            'the model. false keeps a MIG-capable GPU whole.',
-                                                             'type': 'boolean'},
-                                             'allowed_mig_profiles': {'description': 'MIG profiles this GPU may be sliced into; default: every profile '
-                                                                                     'of the model.',
-                                                                      'type': 'array',
-                                                                      'items': {'type': 'string'},
-                                                                      'uniqueItems': True,
-                                                                      'minItems': 1,
-                                                                      'maxItems': 64},
-                                             'hypervisor_host': {'$ref': '#/$defs/hypervisor_host'}}},
-               'per_cluster_count': {'type': 'object',
-                                     'additionalProperties': False,
-                                     'properties': {'hpc': {'type': 'integer', 'minimum': 0, 'maximum': 256, 'default': 0},
-                                                    'cloud': {'type': 'integer', 'minimum': 0, 'maximum': 256, 'default': 0}}},
-               'mig_request': {'description': "A number of one-slice instances (the GPU's smallest profile), or a map profile -> count.",
-                               'oneOf': [{'type': 'integer', 'minimum': 0, 'maximum': 1792},
-                                         {'type': 'object',
-                                          'maxProperties': 64,
-                                          'propertyNames': {'pattern': '^[0-9]+g\\.[0-9]+gb(\\+me)?$'},
-                                          'additionalProperties': {'type': 'integer', 'minimum': 0, 'maximum': 1792}}]},
-               'gpu_allocation': {'type': 'object',
-                                  'additionalProperties': False,
-                                  'required': ['devices'],
-                                  'properties': {'devices': {'type': 'array', 'maxItems': 256, 'items': {'$ref': '#/$defs/gpu_device'}},
-                                                 'strategy': {'description': 'mig: every allocation is a MIG slice; whole: whole GPUs only; hybrid: '
-                                                                             'both, a GPU is either whole or sliced.',
-                                                              'enum': ['mig', 'whole', 'hybrid'],
-                                                              'default': 'hybrid'},
-                                                 'mig_slices': {'description': 'MIG instances per cluster.',
-                                                                'type': 'object',
-                                                                'additionalProperties': False,
-                                                                'properties': {'hpc': {'$ref': '#/$defs/mig_request', 'default': 0},
-                                                                               'cloud': {'$ref': '#/$defs/mig_request', 'default': 0}},
-                                                                'default': {}},
-                                                 'whole_gpus': {'description': 'Whole GPUs (PCI passthrough) per cluster.',
-                                                                '$ref': '#/$defs/per_cluster_count',
-                                                                'default': {}},
-                                                 'backend': {'description': 'nvml: the real driver (production). simulator: the faithful NVML simulator, '
-                                                                            'state in simulator_state.',
-                                                             'enum': ['nvml', 'simulator'],
-                                                             'default': 'nvml'},
-                                                 'simulator_state': {'description': 'JSON state file of the NVML simulator (backend: simulator).',
-                                                                     'type': 'string',
-                                                                     'default': '/var/lib/aihow-hyperscaler/gpu-simulator.json'}}},
-               'hypervisor': {'type': 'object',
-                              'additionalProperties': False,
-                              'default': {},
-                              'properties': {'hosts': {'description': 'libvirt hosts; VMs go to the first unless a node names another. Default: one '
-                                                                      'local host.',
-                                                       'type': 'array',
-                                                       'minItems': 1,
-                                                       'maxItems': 64,
-                                                       'items': {'type': 'object',
-                                                                 'additionalProperties': False,
-                                                                 'required': ['name'],
-                                                                 'properties': {'name': {'type': 'string', 'pattern': '^[a-z][a-z0-9-]{0,62}$'},
-                                                                                'uri': {'description': 'libvirt URI, e.g. qemu:///system or '
-                                                                                                       'qemu+ssh://root@gpu2/system.',
-                                                                                        'type': 'string',
-                                                                                        'pattern': '^[a-z0-9+]+://',
-                                                                                        'default': 'qemu:///system'},
-                                                                                'capacity': {'description': 'What the host may give to VMs; the sum of '
-                                                                                                            'its VMs is checked against it.',
-                                                                                             'type': 'object',
-                                                                                             'additionalProperties': False,
-                                                                                             'properties': {'cpu_cores': {'type': 'integer',
-                                                                                                                          'minimum': 1},
-                                                                                                            'memory_gb': {'type': 'number', 'minimum': 1},
-                                                                                                            'disk_gb': {'type': 'integer',
-                                                                                                                        'minimum': 1}}}}},
-                                                       'default': [{'name': 'local', 'uri': 'qemu:///system'}]},
-                                             'accelerator': {'description': 'auto: KVM only where it really works (usable /dev/kvm and vmx/svm), else '
-                                                                            'TCG.',
-                                                             'enum': ['auto', 'kvm', 'tcg'],
-                                                             'default': 'auto'},
-                                             'tcg_tb_cache_mb': {'description': 'TCG translation cache per VM (MiB); caps host memory per guest.',
-                                                                 'type': 'integer',
-                                                                 'minimum': 32,
-                                                                 'maximum': 4096,
-                                                                 'default': 128},
-                                             'cpu_overcommit': {'description': 'vCPUs allowed per host core.',
-                                                                'type': 'number',
-                                                                'minimum': 1,
-                                                                'maximum': 16,
-                                                                'default': 4},
-                                             'reserved_memory_gb': {'description': 'Host memory kept back from VMs.',
-                                                                    'type': 'number',
-                                                                    'minimum': 0,
-                                                                    'default': 2},
-                                             'lab_mode': {'description': 'auto: a private libvirtd in a network namespace when no system libvirtd runs; '
-                                                                         'enabled/disabled force it.',
-                                                          'enum': ['auto', 'enabled', 'disabled'],
-                                                          'default': 'auto'},
-                                             'storage_pool': {'type': 'object',
-                                                              'additionalProperties': False,
-                                                              'default': {},
-                                                              'properties': {'name': {'type': 'string', 'pattern': '^[a-z][a-z0-9-]{0,39}$'},
-                                                                             'path': {'type': 'string',
-                                                                                      'pattern': '^/',
-                                                                                      'default': '/var/lib/libvirt/images/hyperscaler'}}}}},
-               'images': {'type': 'object',
-                          'additionalProperties': False,
-                          'default': {},
-                          'properties': {'cache_dir': {'description': 'Where built golden images and their metadata are kept.',
-                                                       'type': 'string',
-                                                       'default': '/var/cache/aihow-hyperscaler/images'},
-                                         'hpc': {'$ref': '#/$defs/image', 'default': {}},
-                                         'cloud': {'$ref': '#/$defs/image', 'default': {}}}},
-               'image': {'type': 'object',
-                         'additionalProperties': False,
-                         'properties': {'name': {'type': 'string', 'pattern': '^[a-z][a-z0-9-]{0,62}$'},
-                                        'base_image': {'description': 'A qcow2 on the Ansible controller to start from instead of the mmdebstrap-built '
-                                                                      'base disk: an absolute path (or ~/...) to a file that exists.',
-                                                       'type': 'string',
-                                                       'pattern': '^(/|~/)'},
-                                        'debian_suite': {'type': 'string', 'enum': ['bookworm'], 'default': 'bookworm'}}},
-               'ssh': {'type': 'object',
-                       'additionalProperties': False,
-                       'default': {},
-                       'properties': {'user': {'description': 'Admin user created in every VM (key-only login).',
-                                               'type': 'string',
-                                               'pattern': '^[a-z_][a-z0-9_-]{0,31}$',
-                                               'default': 'hyperscaler'},
-                                      'public_key_file': {'type': 'string', 'default': '~/.ssh/id_ed25519.pub'},
-                                      'private_key_file': {'type': 'string', 'default': '~/.ssh/id_ed25519'}}},
-               'storage': {'type': 'object',
-                           'additionalProperties': False,
-                           'default': {},
-                           'properties': {'shared': {'type': 'object',
-                                                     'additionalProperties': False,
-                                                     'default': {},
-                                                     'properties': {'backend': {'description': 'Shared filesystem of the HPC cluster; beegfs needs the '
-                                                                                               'BeeGFS repository.',
-                                                                                'enum': ['nfs', 'beegfs'],
-                                                                                'default': 'nfs'},
-                                                                    'export_path': {'type': 'string', 'pattern': '^/', 'default': '/srv/shared'},
-                                                                    'mount_path': {'type': 'string', 'pattern': '^/', 'default': '/shared'}}}}},
-               'monitoring': {'type': 'object',
-                              'additionalProperties': False,
-                              'default': {},
-                              'properties': {'enabled': {'type': 'boolean', 'default': True},
-                                             'node_exporter_port': {'type': 'integer', 'minimum': 1, 'maximum': 65535, 'default': 9100},
-                                             'prometheus_retention': {'type': 'string', 'pattern': '^[0-9]+[smhdwy]$', 'default': '15d'},
-                                             'slurm_metrics_interval': {'description': 'Seconds between two runs of the Slurm metrics collector on the '
-                                                                                       'HPC controller (node exporter textfile; the alert '
-                                                                                       'HyperscalerSlurmMetricsStale fires after 300 s without a run, '
-                                                                                       'hence at most 240).',
-                                                                        'type': 'integer',
-                                                                        'minimum': 5,
-                                                                        'maximum': 240,
-                                                                        'default': 30}}},
-               'node': {'type': 'object',
-                        'additionalProperties': False,
-                        'required': ['cpu_cores', 'memory_gb', 'disk_gb', 'ip_address'],
-                        'properties': {'cpu_cores': {'$ref': '#/$defs/cpu_cores'},
-                                       'memory_gb': {'$ref': '#/$defs/memory_gb'},
-                                       'disk_gb': {'$ref': '#/$defs/disk_gb'},
-                                       'ip_address': {'$ref': '#/$defs/ipv4'},
-                                       'hypervisor_host': {'$ref': '#/$defs/hypervisor_host'}}},
-               'node_override': {'type': 'object',
-                                 'additionalProperties': False,
-                                 'properties': {'cpu_cores': {'$ref': '#/$defs/cpu_cores'},
-                                                'memory_gb': {'$ref': '#/$defs/memory_gb'},
-                                                'disk_gb': {'$ref': '#/$defs/disk_gb'},
-                                                'gpu_enabled': {'type': 'boolean'},
-                                                'hypervisor_host': {'$ref': '#/$defs/hypervisor_host'}}},
-               'node_group': {'type': 'object',
-                              'additionalProperties': False,
-                              'required': ['count', 'cpu_cores', 'memory_gb', 'disk_gb'],
-                              'properties': {'count': {'type': 'integer', 'minimum': 0, 'maximum': 4096},
-                                             'cpu_cores': {'$ref': '#/$defs/cpu_cores'},
-                                             'memory_gb': {'$ref': '#/$defs/memory_gb'},
-                                             'disk_gb': {'$ref': '#/$defs/disk_gb'},
-                                             'ip_range': {'$ref': '#/$defs/ip_range'},
-                                             'gpu_enabled': {'description': 'Nodes of this group get GPU resources from the plan.', 'type': 'boolean'},
-                                             'hypervisor_host': {'$ref': '#/$defs/hypervisor_host'},
-                                             'overrides': {'description': 'Per-node settings by host name (e.g. hpc-compute-02).',
-                                                           'type': 'object',
-                                                           'maxProperties': 4096,
-                                                           'additionalProperties': {'$ref': '#/$defs/node_override'},
-                                                           'default': {}}}},
-               'slurm_partition': {'description': 'A partition name, or a map with name and optional nodes and max_time.',
-                                   'oneOf': [{'type': 'string', 'pattern': '^[a-z][a-z0-9_]{0,30}$'},
-                                             {'type': 'object',
-                                              'additionalProperties': False,
-                                              'required': ['name'],
-                                              'properties': {'name': {'type': 'string', 'pattern': '^[a-z][a-z0-9_]{0,30}$'},
-                                                             'nodes': {'description': 'all, gpu (GPU-enabled nodes), cpu (the others), or a list of host '
-                                                                                      'names.',
-                                                                       'oneOf': [{'enum': ['all', 'gpu', 'cpu']},
-                                                                                 {'type': 'array',
-                                                                                  'items': {'type': 'string'},
-                                                                                  'minItems': 1,
-                                                                                  'maxItems': 4096}],
-                                                                       'default': 'all'},
-                                                             'max_time': {'$ref': '#/$defs/slurm_time'}}}]},
-               'slurm_time': {'description': 'Slurm time: MM, HH:MM:SS, D-HH:MM:SS, D-HH or UNLIMITED.',
-                              'type': 'string',
-                              'pattern': '^(UNLIMITED|infinite|[0-9]+|[0-9]+:[0-9]{2}(:[0-9]{2})?|[0-9]+-[0-9]{1,2}(:[0-9]{2}(:[0-9]{2})?)?)$'},
-               'hpc_cluster': {'type': 'object',
-                               'additionalProperties': False,
-                               'required': ['controller', 'compute_nodes'],
-                               'properties': {'network': {'description': 'Name of the network in global.networks.',
-                                                          'type': 'string',
-                                                          'default': 'hpc_network'},
-                                              'controller': {'$ref': '#/$defs/node'},
-                                              'compute_nodes': {'$ref': '#/$defs/node_group', 'properties': {'gpu_enabled': {'default': False}}},
-                                              'slurm_config': {'type': 'object',
-                                                               'additionalProperties': False,
-                                                               'default': {},
-                                                               'properties': {'cluster_name': {'type': 'string',
-                                                                                               'pattern': '^[a-z][a-z0-9_]{0,39}$',
-                                                                                               'default': 'hyperscaler'},
-                                                                              'partitions': {'type': 'array',
-                                                                                             'items': {'$ref': '#/$defs/slurm_partition'},
-                                                                                             'minItems': 1,
-                                                                                             'maxItems': 64,
-                                                                                             'default': ['compute']},
-                                                                              'default_partition': {'type': 'string'},
-                                                                              'max_job_time': {'$ref': '#/$defs/slurm_time', 'default': '24:00:00'},
-                                                                              'accounting': {'description': 'slurmdbd accounting backed by MariaDB; QoS '
-                                                                                                            'need it.',
-                                                                                             'type': 'boolean',
-                                                                                             'default': True},
-                                                                              'mpi_default': {'description': 'MPI plugin srun uses when a job names none '
-                                                                                                             '(slurm.conf MpiDefault; srun --mpi=TYPE '
-                                                                                                             "picks another per job): pmix (the image's "
-                                                                                                             'Open MPI starts through PMIx), pmi2 (MPIs '
-                                                                                                             "that speak PMI-2, e.g. MPICH; Debian's "
-                                                                                                             'Open MPI does not) or none (no PMI unless '
-                                                                                                             'a job asks).',
-                                                                                              'enum': ['pmix', 'pmi2', 'none'],
-                                                                                              'default': 'pmix'},
-                                                                              'qos': {'description': 'QoS created in slurmdbd with sacctmgr (needs '
-                                                                                                     'accounting); users of the default account may use '
-                                                                                                     'each, normal (else the first) by default.',
-                                                                                      'type': 'array',
-                                                                                      'maxItems': 64,
-                                                                                      'items': {'type': 'object',
-                                                                                                'additionalProperties': False,
-                                                                                                'required': ['name'],
-                                                                                                'properties': {'name': {'type': 'string',
-                                                                                                                        'pattern': '^[a-z][a-z0-9_]{0,30}$'},
-                                                                                                               'priority': {'type': 'integer',
-                                                                                                                            'minimum': 0,
-                                                                                                                            'default': 0},
-                                                                                                               'max_wall': {'$ref': '#/$defs/slurm_time'}}},
-                                                                                      'default': [{'name': 'normal', 'priority': 0}]}}},
-                                              'containers': {'description': 'Containers under Slurm: a registry on the controller (its data on the '
-                                                                            'shared filesystem, HTTPS with a CA the deployment generates), the training '
-                                                                            "image built there with buildah from the nodes' own files and pushed to it, "
-                                                                            'pulled once onto the shared filesystem and run on every compute node by the '
-                                                                            'runtime (srun ch-run).',
-                                                             'type': 'object',
-                                                             'additionalProperties': False,
-                                                             'default': {},
-                                                             'properties': {'runtime': {'description': "charliecloud (Debian 12's charliecloud: ch-image "
-                                                                                                       'pulls, ch-run runs the image unprivileged), '
-                                                                                                       'apptainer (not in Debian 12: every HPC host must '
-                                                                                                       "have it installed beforehand, from Apptainer's "
-                                                                                                       'own .deb releases or its Ubuntu PPA; otherwise '
-                                                                                                       'the container roles stop saying so) or none (no '
-                                                                                                       'registry, no image, no runtime; the default '
-                                                                                                       'until the workflow has been measured on the TCG '
-                                                                                                       'lab VMs, docs/containers.md).',
-                                                                                        'enum': ['charliecloud', 'apptainer', 'none'],
-                                                                                        'default': 'none'},
-                                                                            'registry': {'type': 'object',
-                                                                                         'additionalProperties': False,
-                                                                                         'default': {},
-                                                                                         'properties': {'enabled': {'description': 'Run the registry '
-                                                                                                                                   '(the CNCF '
-                                                                                                                                   'distribution server, '
-                                                                                                                                   "Debian's "
-                                                                                                                                   'docker-registry) on '
-                                                                                                                                   'the controller and '
-                                                                                                                                   'put the training '
-                                                                                                                                   'image in it; false: '
-                                                                                                                                   'the runtime alone is '
-                                                                                                                                   'installed.',
-                                                                                                                    'type': 'boolean',
-                                                                                                                    'default': True},
-                                                                                                        'port': {'description': 'TCP port of the '
-                                                                                                                                'registry (HTTPS) on the '
-                                                                                                                                "controller's cluster "
-                                                                                                                                'address.',
-                                                                                                                 'type': 'integer',
-                                                                                                                 'minimum': 1,
-                                                                                                                 'maximum': 65535,
-                                                                                                                 'default': 5000}}},
-                                                                            'image': {'type': 'object',
-                                                                                      'additionalProperties': False,
-                                                                                      'default': {},
-                                                                                      'properties': {'name': {'description': 'Repository of the training '
-                                                                                                                             'image in the registry.',
-                                                                                                              'type': 'string',
-                                                                                                              'pattern': '^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*){0,3}$',
-                                                                                                              'maxLength': 128,
-                                                                                                              'default': 'aihow/train-digits'},
-                                                                                                     'tag': {'description': 'Tag of the training image.',
-                                                                                                             'type': 'string',
-                                                                                                             'pattern': '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$',
-                                                                                                             'default': 'latest'}}}}}}},
-               'cloud_cluster': {'type': 'object',
-                                 'additionalProperties': False,
-                                 'required': ['control_plane', 'worker_nodes'],
-                                 'properties': {'network': {'type': 'string', 'default': 'cloud_network'},
-                                                'platform': {'description': 'systemd: the MLOps services (PostgreSQL, MLflow, a KServe-protocol model '
-                                                                            'server) run as systemd units on the cloud VMs, no Kubernetes. kubernetes: '
-                                                                            'Kubespray and KServe, which a later release brings (the playbooks stop '
-                                                                            'before changing anything until then).',
-                                                             'enum': ['systemd', 'kubernetes'],
-                                                             'default': 'systemd'},
-                                                'control_plane': {'$ref': '#/$defs/node'},
-                                                'worker_nodes': {'type': 'object',
-                                                                 'additionalProperties': False,
-                                                                 'minProperties': 1,
-                                                                 'properties': {'cpu_workers': {'$ref': '#/$defs/node_group',
-                                                                                                'properties': {'gpu_enabled': {'const': False,
-                                                                                                                               'default': False}}},
-                                                                                'gpu_workers': {'$ref': '#/$defs/node_group',
-                                                                                                'properties': {'gpu_enabled': {'default': True}}}}},
-                                                'kubernetes_config': {'type': 'object',
-                                                                      'additionalProperties': False,
-                                                                      'default': {},
-                                                                      'properties': {'cni': {'enum': ['calico', 'flannel', 'cilium'],
-                                                                                             'default': 'calico'},
-                                                                                     'ingress': {'enum': ['nginx', 'none'], 'default': 'nginx'},
-                                                                                     'storage_class': {'enum': ['local-path', 'nfs'],
-                                                                                                       'default': 'local-path'},
-                                                                                     'mig_strategy': {'description': 'How the GPU operator exposes MIG: '
-                                                                                                                     'single, mixed or none.',
-                                                                                                      'enum': ['single', 'mixed', 'none'],
-                                                                                                      'default': 'mixed'}}}}},
-               'service_port': {'description': 'TCP port (1024-65535); the MLOps ports differ from each other and from monitoring.node_exporter_port.',
-                                'type': 'integer',
-                                'minimum': 1024,
-                                'maximum': 65535},
-               'mlflow_model_name': {'description': 'MLflow registered model name: 1-64 letters, digits, _ and -, starting with a letter or digit '
-                                                    '(MLflow refuses / : % in registered and . \' " in logged model names; the servers\' URLs hold it: '
-                                                    '/v2/models/<name>).',
-                                     'type': 'string',
-                                     'maxLength': 64},
-               'mlflow_alias': {'description': 'MLflow model version alias: 1-64 letters, digits, _ and -; not latest, nor v<digits> (MLflow reserves '
-                                               'them).',
-                                'type': 'string',
-                                'maxLength': 64},
-               'accuracy': {'description': 'Test accuracy, a fraction in (0, 1].', 'type': 'number', 'exclusiveMinimum': 0, 'maximum': 1},
-               'served_model': {'type': 'object',
-                                'additionalProperties': False,
-                                'required': ['name'],
-                                'properties': {'name': {'$ref': '#/$defs/mlflow_model_name'},
-                                               'alias': {'$ref': '#/$defs/mlflow_alias',
-                                                         'description': 'The alias whose model version the servers load (models:/<name>@<alias>).',
-                                                         'default': 'champion'},
-                                               'workers': {'description': 'Cloud worker host names (cloud-cpu-worker-01, ...) that serve this model; '
-                                                                          'default: every cloud worker.',
-                                                           'type': 'array',
-                                                           'items': {'type': 'string'},
-                                                           'minItems': 1,
-                                                           'maxItems': 8192,
-                                                           'uniqueItems': True}}},
-               'mlops': {'description': 'MLOps on the cloud cluster (needs clusters.cloud): MLflow tracking and registry with PostgreSQL on the control '
-                                        'plane, model servers on the workers, and the training job on the HPC cluster.',
-                         'type': 'object',
-                         'additionalProperties': False,
-                         'properties': {'experiment': {'description': 'MLflow experiment the training runs log to.',
-                                                       'type': 'string',
-                                                       'maxLength': 256,
-                                                       'default': 'digits'},
-                                        'credentials_dir': {'description': 'Directory on the Ansible controller for the generated credentials (the '
-                                                                           'database password); each lab uses <credentials_dir>/<metadata.name>/.',
-                                                            'type': 'string',
-                                                            'pattern': '^/',
-                                                            'maxLength': 1024,
-                                                            'default': '/var/lib/aihow-hyperscaler/credentials'},
-                                        'tracking': {'type': 'object',
-                                                     'additionalProperties': False,
-                                                     'default': {},
-                                                     'properties': {'port': {'$ref': '#/$defs/service_port',
-                                                                             'description': 'MLflow tracking server and model registry on the cloud '
-                                                                                            'control plane.',
-                                                                             'default': 5000},
-                                                                    'artifacts': {'description': 'Where MLflow keeps run artifacts and model files.',
-                                                                                  'type': 'object',
-                                                                                  'additionalProperties': False,
-                                                                                  'default': {},
-                                                                                  'properties': {'store': {'description': "local: on the control plane's "
-                                                                                                                          'disk, served through the '
-                                                                                                                          'tracking server (clients need '
-                                                                                                                          'no storage access). s3: an '
-                                                                                                                          'S3-compatible bucket.',
-                                                                                                           'enum': ['local', 's3'],
-                                                                                                           'default': 'local'},
-                                                                                                 'path': {'description': 'store local only: an absolute '
-                                                                                                                         'directory on the control '
-                                                                                                                         'plane.',
-                                                                                                          'type': 'string',
-                                                                                                          'pattern': '^/',
-                                                                                                          'maxLength': 1024,
-                                                                                                          'default': '/var/lib/mlflow/artifacts'},
-                                                                                                 's3_endpoint': {'description': 'store s3 only (required '
-                                                                                                                                'there): the endpoint '
-                                                                                                                                'URL, '
-                                                                                                                                'http(s)://host[:port].',
-                                                                                                                 'type': 'string',
-                                                                                                                 'maxLength': 1024},
-                                                                                                 's3_bucket': {'description': 'store s3 only (required '
-                                                                                                                              'there): the bucket (S3 '
-                                                                                                                              'names: 3-63 of a-z, 0-9, '
-                                                                                                                              '. and -).',
-                                                                                                               'type': 'string',
-                                                                                                               'maxLength': 63}}}}},
-                                        'database': {'description': "PostgreSQL 15 on the cloud control plane: MLflow's backend store.",
-                                                     'type': 'object',
-                                                     'additionalProperties': False,
-                                                     'default': {},
-                                                     'properties': {'port': {'$ref': '#/$defs/service_port',
-                                                                             'description': 'PostgreSQL on the cloud control plane (MLflow on the same '
-                                                                                            'VM connects to it).',
-                                                                             'default': 5432},
-                                                                    'name': {'description': 'Database name: a-z, 0-9 and _, starting with a letter or _ '
-                                                                                            '(at most 63).',
-                                                                             'type': 'string',
-                                                                             'pattern': '^[a-z_][a-z0-9_]{0,62}$',
-                                                                             'default': 'mlflow'},
-                                                                    'user': {'description': 'Database role MLflow connects as (its password is generated '
-                                                                                            'into credentials_dir): a-z, 0-9 and _, starting with a '
-                                                                                            'letter or _ (at most 63).',
-                                                                             'type': 'string',
-                                                                             'pattern': '^[a-z_][a-z0-9_]{0,62}$',
-                                                                             'default': 'mlflow'}}},
-                                        'serving': {'description': 'KServe-protocol (v2 and v1) model servers on the cloud workers.',
-                                                    'type': 'object',
-                                                    'additionalProperties': False,
-                                                    'default': {},
-                                                    'properties': {'port': {'$ref': '#/$defs/service_port',
-                                                                            'description': 'Port of the model server on each cloud worker.',
-                                                                            'default': 8080},
-                                                                   'models': {'description': 'Registered models and the alias the servers load; a worker '
-                                                                                             'serves each model name once.',
-                                                                              'type': 'array',
-                                                                              'items': {'$ref': '#/$defs/served_model'},
-                                                                              'minItems': 1,
-                                                                              'maxItems': 64,
-                                                                              'default': [{'name': 'digits-cnn', 'alias': 'champion'}]}}},
-                                        'allowed_networks': {'description': 'Networks (keys of global.networks) whose hosts may reach the tracking and '
-                                                                            "serving ports; the cloud cluster's own network always may. Default: the HPC "
-                                                                            "cluster's network when there is one.",
-                                                             'type': 'array',
-                                                             'items': {'type': 'string'},
-                                                             'maxItems': 64,
-                                                             'uniqueItems': True},
-                                        'training': {'description': 'The Slurm job that trains the model with torch DDP and registers it (needs '
-                                                                    'clusters.hpc). Default: these values when there is an HPC cluster, no training '
-                                                                    'without one.',
-                                                     'type': 'object',
-                                                     'additionalProperties': False,
-                                                     'properties': {'model_name': {'$ref': '#/$defs/mlflow_model_name',
-                                                                                   'description': 'The registered model the job feeds; one of '
-                                                                                                  'serving.models. Left out: the first of serving.models '
-                                                                                                  '(digits-cnn with their default).',
-                                                                                   'default': 'digits-cnn'},
-                                                                    'nodes': {'description': 'Slurm nodes of the job (one DDP process each), in the '
-                                                                                             'default partition: at most its nodes. Left out: 2, or 1 '
-                                                                                             'when the partition has one node.',
-                                                                              'type': 'integer',
-                                                                              'minimum': 1,
-                                                                              'maximum': 4096,
-                                                                              'default': 2},
-                                                                    'epochs': {'description': 'Passes over the training data.',
-                                                                               'type': 'integer',
-                                                                               'minimum': 1,
-                                                                               'maximum': 10000,
-                                                                               'default': 20},
-                                                                    'batch_size': {'description': 'Samples per DDP process and step.',
-                                                                                   'type': 'integer',
-                                                                                   'minimum': 1,
-                                                                                   'maximum': 65536,
-                                                                                   'default': 64},
-                                                                    'learning_rate': {'description': 'Optimizer step size.',
-                                                                                      'type': 'number',
-                                                                                      'exclusiveMinimum': 0,
-                                                                                      'maximum': 10,
-                                                                                      'default': 0.002},
-                                                                    'min_accuracy': {'$ref': '#/$defs/accuracy',
-                                                                                     'description': "The job fails when the model's test accuracy is "
-                                                                                                    'below this.',
-                                                                                     'default': 0.95}}},
-                                        'promotion': {'description': 'When a newly registered version takes over the alias the servers load.',
-                                                      'type': 'object',
-                                                      'additionalProperties': False,
-                                                      'default': {},
-                                                      'properties': {'min_accuracy': {'$ref': '#/$defs/accuracy',
-                                                                                      'description': 'The alias moves to a new version only if its test '
-                                                                                                     'accuracy is at least this.',
-                                                                                      'default': 0.95},
-                                                                     'alias': {'$ref': '#/$defs/mlflow_alias',
-                                                                               'description': 'The alias that moves. Default: the alias serving.models '
-                                                                                              "gives the training's model (its first entry)."}}},
-                                        'finetune': {'description': 'LLM fine-tuning with Oumi (oumi train) as a Slurm job on the HPC cluster (needs '
-                                                                    'clusters.hpc), logging to the MLflow tracking server. Off unless enabled.',
-                                                     'type': 'object',
-                                                     'additionalProperties': False,
-                                                     'default': {},
-                                                     'properties': {'enabled': {'description': 'Run the fine-tuning job (playbooks/hpc_finetune.yml).',
-                                                                                'type': 'boolean',
-                                                                                'default': False},
-                                                                    'model': {'description': 'The base model: a Hugging Face model id (org/name: nodes '
-                                                                                             'need the hub) or an absolute directory in Hugging Face '
-                                                                                             'format on the shared filesystem (offline labs).',
-                                                                              'type': 'string',
-                                                                              'pattern': '^(/.+|[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)$',
-                                                                              'maxLength': 1024,
-                                                                              'default': 'HuggingFaceTB/SmolLM-135M'},
-                                                                    'dataset': {'description': 'Training data: an absolute .jsonl (or .json) file of '
-                                                                                               "conversations in Oumi's format (text_sft_jsonl), seen by "
-                                                                                               'the compute nodes. Left out: <shared '
-                                                                                               'mount>/finetune/data/train.jsonl.',
-                                                                                'type': 'string',
-                                                                                'pattern': '^/.*\\.jsonl?$',
-                                                                                'maxLength': 1024},
-                                                                    'chat_template': {'description': "Oumi's chat template for the tokenizer (base "
-                                                                                                     'models such as SmolLM-135M have none).',
-                                                                                      'enum': ['chat_ml',
-                                                                                               'default',
-                                                                                               'llama3-instruct',
-                                                                                               'zephyr',
-                                                                                               'phi3-instruct',
-                                                                                               'gpt2'],
-                                                                                      'default': 'chat_ml'},
-                                                                    'max_steps': {'description': 'Optimizer steps of the job.',
-                                                                                  'type': 'integer',
-                                                                                  'minimum': 1,
-                                                                                  'maximum': 1000000,
-                                                                                  'default': 100},
-                                                                    'learning_rate': {'description': 'Optimizer step size.',
-                                                                                      'type': 'number',
-                                                                                      'exclusiveMinimum': 0,
-                                                                                      'maximum': 1,
-                                                                                      'default': 0.0002},
-                                                                    'batch_size': {'description': 'Sequences per device and step '
-                                                                                                  '(per_device_train_batch_size).',
-                                                                                   'type': 'integer',
-                                                                                   'minimum': 1,
-                                                                                   'maximum': 4096,
-                                                                                   'default': 4},
-                                                                    'max_length': {'description': 'Longest sequence in tokens (model_max_length).',
-                                                                                   'type': 'integer',
-                                                                                   'minimum': 16,
-                                                                                   'maximum': 131072,
-                                                                                   'default': 512},
-                                                                    'partition': {'description': 'Slurm partition of the job. Left out: '
-                                                                                                 'clusters.hpc.slurm_config.default_partition (else the '
-                                                                                                 'first partition).',
-                                                                                  'type': 'string',
-                                                                                  'pattern': '^[a-z][a-z0-9_-]{0,39}$'},
-                                                                    'gpus_per_node': {'description': 'GPUs the job asks Slurm for (--gres=gpu:N); 0: CPU '
-                                                                                                     'only. The job runs on one node.',
-                                                                                      'type': 'integer',
-                                                                                      'minimum': 0,
-                                                                                      'maximum': 16,
-                                                                                      'default': 0},
-                                                                    'output_dir': {'description': 'Absolute directory on the shared filesystem for the '
-                                                                                                  'runs (one subdirectory per config). Left out: <shared '
-                                                                                                  'mount>/finetune/runs.',
-                                                                                   'type': 'string',
-                                                                                   'pattern': '^/',
-                                                                                   'maxLength': 1024},
-                                                                    'experiment': {'description': 'MLflow experiment the fine-tuning runs log to.',
-                                                                                   'type': 'string',
-                                                                                   'minLength': 1,
-                                                                                   'maxLength': 256,
-                                                                                   'default': 'finetune'}}}}}}}
-)
+import json
+
+CLUSTER_SCHEMA = json.loads(''.join((
+    '{\n'
+    ' "$schema": "https://json-schema.org/draft/2020-12/schema",\n'
+    ' "$id": "https://aihow.example/hyperscaler/schemas/cluster/1.0",\n'
+    ' "title": "aihow.hyperscaler cluster.yaml",\n'
+    ' "description": "One file describes the whole emulated data centre: networks, GPUs and how they are shared, the HPC (Slurm) and cloud (Kub'
+    'ernetes) clusters, and the hypervisor(s) they run on. Keys marked with a default may be left out.",\n'
+    ' "x-schema-version": "1.0",\n'
+    ' "type": "object",\n'
+    ' "additionalProperties": false,\n'
+    ' "required": [\n'
+    '  "version",\n'
+    '  "metadata",\n'
+    '  "global",\n'
+    '  "clusters"\n'
+    ' ],\n'
+    ' "properties": {\n'
+    '  "version": {\n'
+    '   "description": "Schema version of this file. Files for a newer schema are refused with an upgrade hint.",\n'
+    '   "type": "string",\n'
+    '   "pattern": "^[0-9]+\\\\.[0-9]+$"\n'
+    '  },\n'
+    '  "metadata": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "name"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "name": {\n'
+    '     "description": "Lab name: prefixes VM, network and pool names on the hypervisor.",\n'
+    '     "type": "string",\n'
+    '     "pattern": "^[a-z][a-z0-9-]{0,39}$"\n'
+    '    },\n'
+    '    "description": {\n'
+    '     "type": "string",\n'
+    '     "default": ""\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "global": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "networks"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "networks": {\n'
+    '     "description": "libvirt NAT networks by name; clusters refer to them by name.",\n'
+    '     "type": "object",\n'
+    '     "minProperties": 1,\n'
+    '     "maxProperties": 64,\n'
+    '     "propertyNames": {\n'
+    '      "pattern": "^[a-z][a-z0-9_]{0,30}$"\n'
+    '     },\n'
+    '     "additionalProperties": {\n'
+    '      "$ref": "#/$defs/network"\n'
+    '     }\n'
+    '    },\n'
+    '    "gpu_allocation": {\n'
+    '     "$ref": "#/$defs/gpu_allocation"\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "hypervisor": {\n'
+    '   "$ref": "#/$defs/hypervisor"\n'
+    '  },\n'
+    '  "images": {\n'
+    '   "$ref": "#/$defs/images"\n'
+    '  },\n'
+    '  "ssh": {\n'
+    '   "$ref": "#/$defs/ssh"\n'
+    '  },\n'
+    '  "storage": {\n'
+    '   "$ref": "#/$defs/storage"\n'
+    '  },\n'
+    '  "monitoring": {\n'
+    '   "$ref": "#/$defs/monitoring"\n'
+    '  },\n'
+    '  "clusters": {\n'
+    '   "description": "Either cluster may be left out, not both.",\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "minProperties": 1,\n'
+    '   "properties": {\n'
+    '    "hpc": {\n'
+    '     "$ref": "#/$defs/hpc_cluster"\n'
+    '    },\n'
+    '    "cloud": {\n'
+    '     "$ref": "#/$defs/cloud_cluster"\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "mlops": {\n'
+    '   "$ref": "#/$defs/mlops"\n'
+    '  }\n'
+    ' },\n'
+    ' "$defs": {\n'
+    '  "cpu_cores": {\n'
+    '   "description": "vCPUs of the VM.",\n'
+    '   "type": "integer",\n'
+    '   "minimum": 1,\n'
+    '   "maximum": 256\n'
+    '  },\n'
+    '  "memory_gb": {\n'
+    '   "description": "Guest RAM in GiB (0.5 steps allowed).",\n'
+    '   "type": "number",\n'
+    '   "minimum": 0.5,\n'
+    '   "maximum": 4096,\n'
+    '   "multipleOf": 0.25\n'
+    '  },\n'
+    '  "disk_gb": {\n'
+    '   "description": "Size of the VM\'s copy-on-write disk in GiB.",\n'
+    '   "type": "integer",\n'
+    '   "minimum": 4,\n'
+    '   "maximum": 65536\n'
+    '  },\n'
+    '  "ipv4": {\n'
+    '   "type": "string",\n'
+    '   "pattern": "^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$"\n'
+    '  },\n'
+    '  "ip_range": {\n'
+    '   "description": "Addresses of a node group: \'a.b.c.d\', \'a.b.c.d-e\' (last octet) or \'a.b.c.d-w.x.y.z\'.",\n'
+    '   "type": "string",\n'
+    '   "pattern": "^[0-9]{1,3}(\\\\.[0-9]{1,3}){3}(-([0-9]{1,3}|[0-9]{1,3}(\\\\.[0-9]{1,3}){3}))?$"\n'
+    '  },\n'
+    '  "hypervisor_host": {\n'
+    '   "description": "Name of the hypervisor host (hypervisor.hosts[].name) the VM runs on; default: the first host.",\n'
+    '   "type": "string"\n'
+    '  },\n'
+    '  "network": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "subnet",\n'
+    '    "bridge"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "subnet": {\n'
+    '     "description": "IPv4 CIDR, e.g. 192.168.100.0/24.",\n'
+    '     "type": "string"\n'
+    '    },\n'
+    '    "bridge": {\n'
+    '     "description": "Linux bridge name (at most 15 characters).",\n'
+    '     "type": "string",\n'
+    '     "pattern": "^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$"\n'
+    '    },\n'
+    '    "gateway": {\n'
+    '     "description": "Host-side address of the bridge; default: the first host address of the subnet.",\n'
+    '     "$ref": "#/$defs/ipv4"\n'
+    '    },\n'
+    '    "domain": {\n'
+    '     "description": "DNS domain served by the network\'s dnsmasq.",\n'
+    '     "type": "string",\n'
+    '     "default": "lab.internal",\n'
+    '     "pattern": "^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"\n'
+    '    },\n'
+    '    "nat": {\n'
+    '     "description": "NAT the network to the host\'s uplink.",\n'
+    '     "type": "boolean",\n'
+    '     "default": true\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "gpu_device": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "id",\n'
+    '    "pci_address",\n'
+    '    "model"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "id": {\n'
+    '     "description": "Unique name of the GPU in this file.",\n'
+    '     "type": "string",\n'
+    '     "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"\n'
+    '    },\n'
+    '    "pci_address": {\n'
+    '     "description": "PCI address DDDD:BB:SS.F of the GPU (the PF for SR-IOV GPUs).",\n'
+    '     "type": "string",\n'
+    '     "pattern": "^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\\\\.[0-7]$"\n'
+    '    },\n'
+    '    "model": {\n'
+    '     "description": "Model name (\'NVIDIA A100 80GB\', \'A100-SXM4-80GB\') or PCI device id (\'0x20B2\').",\n'
+    '     "type": "string"\n'
+    '    },\n'
+    '    "mig_capable": {\n'
+    '     "description": "Whether this GPU may be MIG-partitioned; default: what the catalog says for the model. false keeps a MIG-capable GPU '
+    'whole.",\n'
+    '     "type": "boolean"\n'
+    '    },\n'
+    '    "allowed_mig_profiles": {\n'
+    '     "description": "MIG profiles this GPU may be sliced into; default: every profile of the model.",\n'
+    '     "type": "array",\n'
+    '     "items": {\n'
+    '      "type": "string"\n'
+    '     },\n'
+    '     "uniqueItems": true,\n'
+    '     "minItems": 1,\n'
+    '     "maxItems": 64\n'
+    '    },\n'
+    '    "hypervisor_host": {\n'
+    '     "$ref": "#/$defs/hypervisor_host"\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "per_cluster_count": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "properties": {\n'
+    '    "hpc": {\n'
+    '     "type": "integer",\n'
+    '     "minimum": 0,\n'
+    '     "maximum": 256,\n'
+    '     "default": 0\n'
+    '    },\n'
+    '    "cloud": {\n'
+    '     "type": "integer",\n'
+    '     "minimum": 0,\n'
+    '     "maximum": 256,\n'
+    '     "default": 0\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "mig_request": {\n'
+    '   "description": "A number of one-slice instances (the GPU\'s smallest profile), or a map profile -> count.",\n'
+    '   "oneOf": [\n'
+    '    {\n'
+    '     "type": "integer",\n'
+    '     "minimum": 0,\n'
+    '     "maximum": 1792\n'
+    '    },\n'
+    '    {\n'
+    '     "type": "object",\n'
+    '     "maxProperties": 64,\n'
+    '     "propertyNames": {\n'
+    '      "pattern": "^[0-9]+g\\\\.[0-9]+gb(\\\\+me)?$"\n'
+    '     },\n'
+    '     "additionalProperties": {\n'
+    '      "type": "integer",\n'
+    '      "minimum": 0,\n'
+    '      "maximum": 1792\n'
+    '     }\n'
+    '    }\n'
+    '   ]\n'
+    '  },\n'
+    '  "gpu_allocation": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "devices"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "devices": {\n'
+    '     "type": "array",\n'
+    '     "maxItems": 256,\n'
+    '     "items": {\n'
+    '      "$ref": "#/$defs/gpu_device"\n'
+    '     }\n'
+    '    },\n'
+    '    "strategy": {\n'
+    '     "description": "mig: every allocation is a MIG slice; whole: whole GPUs only; hybrid: both, a GPU is either whole or sliced.",\n'
+    '     "enum": [\n'
+    '      "mig",\n'
+    '      "whole",\n'
+    '      "hybrid"\n'
+    '     ],\n'
+    '     "default": "hybrid"\n'
+    '    },\n'
+    '    "mig_slices": {\n'
+    '     "description": "MIG instances per cluster.",\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "properties": {\n'
+    '      "hpc": {\n'
+    '       "$ref": "#/$defs/mig_request",\n'
+    '       "default": 0\n'
+    '      },\n'
+    '      "cloud": {\n'
+    '       "$ref": "#/$defs/mig_request",\n'
+    '       "default": 0\n'
+    '      }\n'
+    '     },\n'
+    '     "default": {}\n'
+    '    },\n'
+    '    "whole_gpus": {\n'
+    '     "description": "Whole GPUs (PCI passthrough) per cluster.",\n'
+    '     "$ref": "#/$defs/per_cluster_count",\n'
+    '     "default": {}\n'
+    '    },\n'
+    '    "backend": {\n'
+    '     "description": "nvml: the real driver (production). simulator: the faithful NVML simulator, state in simulator_state.",\n'
+    '     "enum": [\n'
+    '      "nvml",\n'
+    '      "simulator"\n'
+    '     ],\n'
+    '     "default": "nvml"\n'
+    '    },\n'
+    '    "simulator_state": {\n'
+    '     "description": "JSON state file of the NVML simulator (backend: simulator).",\n'
+    '     "type": "string",\n'
+    '     "default": "/var/lib/aihow-hyperscaler/gpu-simulator.json"\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "hypervisor": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "default": {},\n'
+    '   "properties": {\n'
+    '    "hosts": {\n'
+    '     "description": "libvirt hosts; VMs go to the first unless a node names another. Default: one local host.",\n'
+    '     "type": "array",\n'
+    '     "minItems": 1,\n'
+    '     "maxItems": 64,\n'
+    '     "items": {\n'
+    '      "type": "object",\n'
+    '      "additionalProperties": false,\n'
+    '      "required": [\n'
+    '       "name"\n'
+    '      ],\n'
+    '      "properties": {\n'
+    '       "name": {\n'
+    '        "type": "string",\n'
+    '        "pattern": "^[a-z][a-z0-9-]{0,62}$"\n'
+    '       },\n'
+    '       "uri": {\n'
+    '        "description": "libvirt URI, e.g. qemu:///system or qemu+ssh://root@gpu2/system.",\n'
+    '        "type": "string",\n'
+    '        "pattern": "^[a-z0-9+]+://",\n'
+    '        "default": "qemu:///system"\n'
+    '       },\n'
+    '       "capacity": {\n'
+    '        "description": "What the host may give to VMs; the sum of its VMs is checked against it.",\n'
+    '        "type": "object",\n'
+    '        "additionalProperties": false,\n'
+    '        "properties": {\n'
+    '         "cpu_cores": {\n'
+    '          "type": "integer",\n'
+    '          "minimum": 1\n'
+    '         },\n'
+    '         "memory_gb": {\n'
+    '          "type": "number",\n'
+    '          "minimum": 1\n'
+    '         },\n'
+    '         "disk_gb": {\n'
+    '          "type": "integer",\n'
+    '          "minimum": 1\n'
+    '         }\n'
+    '        }\n'
+    '       }\n'
+    '      }\n'
+    '     },\n'
+    '     "default": [\n'
+    '      {\n'
+    '       "name": "local",\n'
+    '       "uri": "qemu:///system"\n'
+    '      }\n'
+    '     ]\n'
+    '    },\n'
+    '    "accelerator": {\n'
+    '     "description": "auto: KVM only where it really works (usable /dev/kvm and vmx/svm), else TCG.",\n'
+    '     "enum": [\n'
+    '      "auto",\n'
+    '      "kvm",\n'
+    '      "tcg"\n'
+    '     ],\n'
+    '     "default": "auto"\n'
+    '    },\n'
+    '    "tcg_tb_cache_mb": {\n'
+    '     "description": "TCG translation cache per VM (MiB); caps host memory per guest.",\n'
+    '     "type": "integer",\n'
+    '     "minimum": 32,\n'
+    '     "maximum": 4096,\n'
+    '     "default": 128\n'
+    '    },\n'
+    '    "cpu_overcommit": {\n'
+    '     "description": "vCPUs allowed per host core.",\n'
+    '     "type": "number",\n'
+    '     "minimum": 1,\n'
+    '     "maximum": 16,\n'
+    '     "default": 4\n'
+    '    },\n'
+    '    "reserved_memory_gb": {\n'
+    '     "description": "Host memory kept back from VMs.",\n'
+    '     "type": "number",\n'
+    '     "minimum": 0,\n'
+    '     "default": 2\n'
+    '    },\n'
+    '    "lab_mode": {\n'
+    '     "description": "auto: a private libvirtd in a network namespace when no system libvirtd runs; enabled/disabled force it.",\n'
+    '     "enum": [\n'
+    '      "auto",\n'
+    '      "enabled",\n'
+    '      "disabled"\n'
+    '     ],\n'
+    '     "default": "auto"\n'
+    '    },\n'
+    '    "storage_pool": {\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "name": {\n'
+    '       "type": "string",\n'
+    '       "pattern": "^[a-z][a-z0-9-]{0,39}$"\n'
+    '      },\n'
+    '      "path": {\n'
+    '       "type": "string",\n'
+    '       "pattern": "^/",\n'
+    '       "default": "/var/lib/libvirt/images/hyperscaler"\n'
+    '      }\n'
+    '     }\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "images": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "default": {},\n'
+    '   "properties": {\n'
+    '    "cache_dir": {\n'
+    '     "description": "Where built golden images and their metadata are kept.",\n'
+    '     "type": "string",\n'
+    '     "default": "/var/cache/aihow-hyperscaler/images"\n'
+    '    },\n'
+    '    "hpc": {\n'
+    '     "$ref": "#/$defs/image",\n'
+    '     "default": {}\n'
+    '    },\n'
+    '    "cloud": {\n'
+    '     "$ref": "#/$defs/image",\n'
+    '     "default": {}\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "image": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "properties": {\n'
+    '    "name": {\n'
+    '     "type": "string",\n'
+    '     "pattern": "^[a-z][a-z0-9-]{0,62}$"\n'
+    '    },\n'
+    '    "base_image": {\n'
+    '     "description": "A qcow2 on the Ansible controller to start from instead of the mmdebstrap-built base disk: an absolute path (or ~/...'
+    ') to a file that exists.",\n'
+    '     "type": "string",\n'
+    '     "pattern": "^(/|~/)"\n'
+    '    },\n'
+    '    "debian_suite": {\n'
+    '     "type": "string",\n'
+    '     "enum": [\n'
+    '      "bookworm"\n'
+    '     ],\n'
+    '     "default": "bookworm"\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "ssh": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "default": {},\n'
+    '   "properties": {\n'
+    '    "user": {\n'
+    '     "description": "Admin user created in every VM (key-only login).",\n'
+    '     "type": "string",\n'
+    '     "pattern": "^[a-z_][a-z0-9_-]{0,31}$",\n'
+    '     "default": "hyperscaler"\n'
+    '    },\n'
+    '    "public_key_file": {\n'
+    '     "type": "string",\n'
+    '     "default": "~/.ssh/id_ed25519.pub"\n'
+    '    },\n'
+    '    "private_key_file": {\n'
+    '     "type": "string",\n'
+    '     "default": "~/.ssh/id_ed25519"\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "storage": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "default": {},\n'
+    '   "properties": {\n'
+    '    "shared": {\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "backend": {\n'
+    '       "description": "Shared filesystem of the HPC cluster; beegfs needs the BeeGFS repository.",\n'
+    '       "enum": [\n'
+    '        "nfs",\n'
+    '        "beegfs"\n'
+    '       ],\n'
+    '       "default": "nfs"\n'
+    '      },\n'
+    '      "export_path": {\n'
+    '       "type": "string",\n'
+    '       "pattern": "^/",\n'
+    '       "default": "/srv/shared"\n'
+    '      },\n'
+    '      "mount_path": {\n'
+    '       "type": "string",\n'
+    '       "pattern": "^/",\n'
+    '       "default": "/shared"\n'
+    '      }\n'
+    '     }\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "monitoring": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "default": {},\n'
+    '   "properties": {\n'
+    '    "enabled": {\n'
+    '     "type": "boolean",\n'
+    '     "default": true\n'
+    '    },\n'
+    '    "node_exporter_port": {\n'
+    '     "type": "integer",\n'
+    '     "minimum": 1,\n'
+    '     "maximum": 65535,\n'
+    '     "default": 9100\n'
+    '    },\n'
+    '    "prometheus_retention": {\n'
+    '     "type": "string",\n'
+    '     "pattern": "^[0-9]+[smhdwy]$",\n'
+    '     "default": "15d"\n'
+    '    },\n'
+    '    "slurm_metrics_interval": {\n'
+    '     "description": "Seconds between two runs of the Slurm metrics collector on the HPC controller (node exporter textfile; the alert Hype'
+    'rscalerSlurmMetricsStale fires after 300 s without a run, hence at most 240).",\n'
+    '     "type": "integer",\n'
+    '     "minimum": 5,\n'
+    '     "maximum": 240,\n'
+    '     "default": 30\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "node": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "cpu_cores",\n'
+    '    "memory_gb",\n'
+    '    "disk_gb",\n'
+    '    "ip_address"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "cpu_cores": {\n'
+    '     "$ref": "#/$defs/cpu_cores"\n'
+    '    },\n'
+    '    "memory_gb": {\n'
+    '     "$ref": "#/$defs/memory_gb"\n'
+    '    },\n'
+    '    "disk_gb": {\n'
+    '     "$ref": "#/$defs/disk_gb"\n'
+    '    },\n'
+    '    "ip_address": {\n'
+    '     "$ref": "#/$defs/ipv4"\n'
+    '    },\n'
+    '    "hypervisor_host": {\n'
+    '     "$ref": "#/$defs/hypervisor_host"\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "node_override": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "properties": {\n'
+    '    "cpu_cores": {\n'
+    '     "$ref": "#/$defs/cpu_cores"\n'
+    '    },\n'
+    '    "memory_gb": {\n'
+    '     "$ref": "#/$defs/memory_gb"\n'
+    '    },\n'
+    '    "disk_gb": {\n'
+    '     "$ref": "#/$defs/disk_gb"\n'
+    '    },\n'
+    '    "gpu_enabled": {\n'
+    '     "type": "boolean"\n'
+    '    },\n'
+    '    "hypervisor_host": {\n'
+    '     "$ref": "#/$defs/hypervisor_host"\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "node_group": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "count",\n'
+    '    "cpu_cores",\n'
+    '    "memory_gb",\n'
+    '    "disk_gb"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "count": {\n'
+    '     "type": "integer",\n'
+    '     "minimum": 0,\n'
+    '     "maximum": 4096\n'
+    '    },\n'
+    '    "cpu_cores": {\n'
+    '     "$ref": "#/$defs/cpu_cores"\n'
+    '    },\n'
+    '    "memory_gb": {\n'
+    '     "$ref": "#/$defs/memory_gb"\n'
+    '    },\n'
+    '    "disk_gb": {\n'
+    '     "$ref": "#/$defs/disk_gb"\n'
+    '    },\n'
+    '    "ip_range": {\n'
+    '     "$ref": "#/$defs/ip_range"\n'
+    '    },\n'
+    '    "gpu_enabled": {\n'
+    '     "description": "Nodes of this group get GPU resources from the plan.",\n'
+    '     "type": "boolean"\n'
+    '    },\n'
+    '    "hypervisor_host": {\n'
+    '     "$ref": "#/$defs/hypervisor_host"\n'
+    '    },\n'
+    '    "overrides": {\n'
+    '     "description": "Per-node settings by host name (e.g. hpc-compute-02).",\n'
+    '     "type": "object",\n'
+    '     "maxProperties": 4096,\n'
+    '     "additionalProperties": {\n'
+    '      "$ref": "#/$defs/node_override"\n'
+    '     },\n'
+    '     "default": {}\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "slurm_partition": {\n'
+    '   "description": "A partition name, or a map with name and optional nodes and max_time.",\n'
+    '   "oneOf": [\n'
+    '    {\n'
+    '     "type": "string",\n'
+    '     "pattern": "^[a-z][a-z0-9_]{0,30}$"\n'
+    '    },\n'
+    '    {\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "required": [\n'
+    '      "name"\n'
+    '     ],\n'
+    '     "properties": {\n'
+    '      "name": {\n'
+    '       "type": "string",\n'
+    '       "pattern": "^[a-z][a-z0-9_]{0,30}$"\n'
+    '      },\n'
+    '      "nodes": {\n'
+    '       "description": "all, gpu (GPU-enabled nodes), cpu (the others), or a list of host names.",\n'
+    '       "oneOf": [\n'
+    '        {\n'
+    '         "enum": [\n'
+    '          "all",\n'
+    '          "gpu",\n'
+    '          "cpu"\n'
+    '         ]\n'
+    '        },\n'
+    '        {\n'
+    '         "type": "array",\n'
+    '         "items": {\n'
+    '          "type": "string"\n'
+    '         },\n'
+    '         "minItems": 1,\n'
+    '         "maxItems": 4096\n'
+    '        }\n'
+    '       ],\n'
+    '       "default": "all"\n'
+    '      },\n'
+    '      "max_time": {\n'
+    '       "$ref": "#/$defs/slurm_time"\n'
+    '      }\n'
+    '     }\n'
+    '    }\n'
+    '   ]\n'
+    '  },\n'
+    '  "slurm_time": {\n'
+    '   "description": "Slurm time: MM, HH:MM:SS, D-HH:MM:SS, D-HH or UNLIMITED.",\n'
+    '   "type": "string",\n'
+    '   "pattern": "^(UNLIMITED|infinite|[0-9]+|[0-9]+:[0-9]{2}(:[0-9]{2})?|[0-9]+-[0-9]{1,2}(:[0-9]{2}(:[0-9]{2})?)?)$"\n'
+    '  },\n'
+    '  "hpc_cluster": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "controller",\n'
+    '    "compute_nodes"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "network": {\n'
+    '     "description": "Name of the network in global.networks.",\n'
+    '     "type": "string",\n'
+    '     "default": "hpc_network"\n'
+    '    },\n'
+    '    "controller": {\n'
+    '     "$ref": "#/$defs/node"\n'
+    '    },\n'
+    '    "compute_nodes": {\n'
+    '     "$ref": "#/$defs/node_group",\n'
+    '     "properties": {\n'
+    '      "gpu_enabled": {\n'
+    '       "default": false\n'
+    '      }\n'
+    '     }\n'
+    '    },\n'
+    '    "slurm_config": {\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "cluster_name": {\n'
+    '       "type": "string",\n'
+    '       "pattern": "^[a-z][a-z0-9_]{0,39}$",\n'
+    '       "default": "hyperscaler"\n'
+    '      },\n'
+    '      "partitions": {\n'
+    '       "type": "array",\n'
+    '       "items": {\n'
+    '        "$ref": "#/$defs/slurm_partition"\n'
+    '       },\n'
+    '       "minItems": 1,\n'
+    '       "maxItems": 64,\n'
+    '       "default": [\n'
+    '        "compute"\n'
+    '       ]\n'
+    '      },\n'
+    '      "default_partition": {\n'
+    '       "type": "string"\n'
+    '      },\n'
+    '      "max_job_time": {\n'
+    '       "$ref": "#/$defs/slurm_time",\n'
+    '       "default": "24:00:00"\n'
+    '      },\n'
+    '      "accounting": {\n'
+    '       "description": "slurmdbd accounting backed by MariaDB; QoS need it.",\n'
+    '       "type": "boolean",\n'
+    '       "default": true\n'
+    '      },\n'
+    '      "mpi_default": {\n'
+    '       "description": "MPI plugin srun uses when a job names none (slurm.conf MpiDefault; srun --mpi=TYPE picks another per job): pmix (th'
+    "e image's Open MPI starts through PMIx), pmi2 (MPIs that speak PMI-2, e.g. MPICH; Debian's Open MPI does not) or none (no PMI unless a job"
+    ' asks).",\n'
+    '       "enum": [\n'
+    '        "pmix",\n'
+    '        "pmi2",\n'
+    '        "none"\n'
+    '       ],\n'
+    '       "default": "pmix"\n'
+    '      },\n'
+    '      "qos": {\n'
+    '       "description": "QoS created in slurmdbd with sacctmgr (needs accounting); users of the default account may use each, normal (else t'
+    'he first) by default.",\n'
+    '       "type": "array",\n'
+    '       "maxItems": 64,\n'
+    '       "items": {\n'
+    '        "type": "object",\n'
+    '        "additionalProperties": false,\n'
+    '        "required": [\n'
+    '         "name"\n'
+    '        ],\n'
+    '        "properties": {\n'
+    '         "name": {\n'
+    '          "type": "string",\n'
+    '          "pattern": "^[a-z][a-z0-9_]{0,30}$"\n'
+    '         },\n'
+    '         "priority": {\n'
+    '          "type": "integer",\n'
+    '          "minimum": 0,\n'
+    '          "default": 0\n'
+    '         },\n'
+    '         "max_wall": {\n'
+    '          "$ref": "#/$defs/slurm_time"\n'
+    '         }\n'
+    '        }\n'
+    '       },\n'
+    '       "default": [\n'
+    '        {\n'
+    '         "name": "normal",\n'
+    '         "priority": 0\n'
+    '        }\n'
+    '       ]\n'
+    '      }\n'
+    '     }\n'
+    '    },\n'
+    '    "containers": {\n'
+    '     "description": "Containers under Slurm: a registry on the controller (its data on the shared filesystem, HTTPS with a CA the deployme'
+    "nt generates), the training image built there with buildah from the nodes' own files and pushed to it, pulled once onto the shared filesys"
+    'tem and run on every compute node by the runtime (srun ch-run).",\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "runtime": {\n'
+    '       "description": "charliecloud (Debian 12\'s charliecloud: ch-image pulls, ch-run runs the image unprivileged), apptainer (not in Deb'
+    "ian 12: every HPC host must have it installed beforehand, from Apptainer's own .deb releases or its Ubuntu PPA; otherwise the container ro"
+    'les stop saying so) or none (no registry, no image, no runtime; the default until the workflow has been measured on the TCG lab VMs, docs/'
+    'containers.md).",\n'
+    '       "enum": [\n'
+    '        "charliecloud",\n'
+    '        "apptainer",\n'
+    '        "none"\n'
+    '       ],\n'
+    '       "default": "none"\n'
+    '      },\n'
+    '      "registry": {\n'
+    '       "type": "object",\n'
+    '       "additionalProperties": false,\n'
+    '       "default": {},\n'
+    '       "properties": {\n'
+    '        "enabled": {\n'
+    '         "description": "Run the registry (the CNCF distribution server, Debian\'s docker-registry) on the controller and put the training'
+    ' image in it; false: the runtime alone is installed.",\n'
+    '         "type": "boolean",\n'
+    '         "default": true\n'
+    '        },\n'
+    '        "port": {\n'
+    '         "description": "TCP port of the registry (HTTPS) on the controller\'s cluster address.",\n'
+    '         "type": "integer",\n'
+    '         "minimum": 1,\n'
+    '         "maximum": 65535,\n'
+    '         "default": 5000\n'
+    '        }\n'
+    '       }\n'
+    '      },\n'
+    '      "image": {\n'
+    '       "type": "object",\n'
+    '       "additionalProperties": false,\n'
+    '       "default": {},\n'
+    '       "properties": {\n'
+    '        "name": {\n'
+    '         "description": "Repository of the training image in the registry.",\n'
+    '         "type": "string",\n'
+    '         "pattern": "^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*){0,3}$",\n'
+    '         "maxLength": 128,\n'
+    '         "default": "aihow/train-digits"\n'
+    '        },\n'
+    '        "tag": {\n'
+    '         "description": "Tag of the training image.",\n'
+    '         "type": "string",\n'
+    '         "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",\n'
+    '         "default": "latest"\n'
+    '        }\n'
+    '       }\n'
+    '      }\n'
+    '     }\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "cloud_cluster": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "control_plane",\n'
+    '    "worker_nodes"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "network": {\n'
+    '     "type": "string",\n'
+    '     "default": "cloud_network"\n'
+    '    },\n'
+    '    "platform": {\n'
+    '     "description": "systemd: the MLOps services (PostgreSQL, MLflow, a KServe-protocol model server) run as systemd units on the cloud VM'
+    's, no Kubernetes. kubernetes: Kubespray and KServe, which a later release brings (the playbooks stop before changing anything until then).'
+    '",\n'
+    '     "enum": [\n'
+    '      "systemd",\n'
+    '      "kubernetes"\n'
+    '     ],\n'
+    '     "default": "systemd"\n'
+    '    },\n'
+    '    "control_plane": {\n'
+    '     "$ref": "#/$defs/node"\n'
+    '    },\n'
+    '    "worker_nodes": {\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "minProperties": 1,\n'
+    '     "properties": {\n'
+    '      "cpu_workers": {\n'
+    '       "$ref": "#/$defs/node_group",\n'
+    '       "properties": {\n'
+    '        "gpu_enabled": {\n'
+    '         "const": false,\n'
+    '         "default": false\n'
+    '        }\n'
+    '       }\n'
+    '      },\n'
+    '      "gpu_workers": {\n'
+    '       "$ref": "#/$defs/node_group",\n'
+    '       "properties": {\n'
+    '        "gpu_enabled": {\n'
+    '         "default": true\n'
+    '        }\n'
+    '       }\n'
+    '      }\n'
+    '     }\n'
+    '    },\n'
+    '    "kubernetes_config": {\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "cni": {\n'
+    '       "enum": [\n'
+    '        "calico",\n'
+    '        "flannel",\n'
+    '        "cilium"\n'
+    '       ],\n'
+    '       "default": "calico"\n'
+    '      },\n'
+    '      "ingress": {\n'
+    '       "enum": [\n'
+    '        "nginx",\n'
+    '        "none"\n'
+    '       ],\n'
+    '       "default": "nginx"\n'
+    '      },\n'
+    '      "storage_class": {\n'
+    '       "enum": [\n'
+    '        "local-path",\n'
+    '        "nfs"\n'
+    '       ],\n'
+    '       "default": "local-path"\n'
+    '      },\n'
+    '      "mig_strategy": {\n'
+    '       "description": "How the GPU operator exposes MIG: single, mixed or none.",\n'
+    '       "enum": [\n'
+    '        "single",\n'
+    '        "mixed",\n'
+    '        "none"\n'
+    '       ],\n'
+    '       "default": "mixed"\n'
+    '      }\n'
+    '     }\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "service_port": {\n'
+    '   "description": "TCP port (1024-65535); the MLOps ports differ from each other and from monitoring.node_exporter_port.",\n'
+    '   "type": "integer",\n'
+    '   "minimum": 1024,\n'
+    '   "maximum": 65535\n'
+    '  },\n'
+    '  "mlflow_model_name": {\n'
+    '   "description": "MLflow registered model name: 1-64 letters, digits, _ and -, starting with a letter or digit (MLflow refuses / : % in r'
+    'egistered and . \' \\" in logged model names; the servers\' URLs hold it: /v2/models/<name>).",\n'
+    '   "type": "string",\n'
+    '   "maxLength": 64\n'
+    '  },\n'
+    '  "mlflow_alias": {\n'
+    '   "description": "MLflow model version alias: 1-64 letters, digits, _ and -; not latest, nor v<digits> (MLflow reserves them).",\n'
+    '   "type": "string",\n'
+    '   "maxLength": 64\n'
+    '  },\n'
+    '  "accuracy": {\n'
+    '   "description": "Test accuracy, a fraction in (0, 1].",\n'
+    '   "type": "number",\n'
+    '   "exclusiveMinimum": 0,\n'
+    '   "maximum": 1\n'
+    '  },\n'
+    '  "served_model": {\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "required": [\n'
+    '    "name"\n'
+    '   ],\n'
+    '   "properties": {\n'
+    '    "name": {\n'
+    '     "$ref": "#/$defs/mlflow_model_name"\n'
+    '    },\n'
+    '    "alias": {\n'
+    '     "$ref": "#/$defs/mlflow_alias",\n'
+    '     "description": "The alias whose model version the servers load (models:/<name>@<alias>).",\n'
+    '     "default": "champion"\n'
+    '    },\n'
+    '    "workers": {\n'
+    '     "description": "Cloud worker host names (cloud-cpu-worker-01, ...) that serve this model; default: every cloud worker.",\n'
+    '     "type": "array",\n'
+    '     "items": {\n'
+    '      "type": "string"\n'
+    '     },\n'
+    '     "minItems": 1,\n'
+    '     "maxItems": 8192,\n'
+    '     "uniqueItems": true\n'
+    '    }\n'
+    '   }\n'
+    '  },\n'
+    '  "mlops": {\n'
+    '   "description": "MLOps on the cloud cluster (needs clusters.cloud): MLflow tracking and registry with PostgreSQL on the control plane, m'
+    'odel servers on the workers, and the training job on the HPC cluster.",\n'
+    '   "type": "object",\n'
+    '   "additionalProperties": false,\n'
+    '   "properties": {\n'
+    '    "experiment": {\n'
+    '     "description": "MLflow experiment the training runs log to.",\n'
+    '     "type": "string",\n'
+    '     "maxLength": 256,\n'
+    '     "default": "digits"\n'
+    '    },\n'
+    '    "credentials_dir": {\n'
+    '     "description": "Directory on the Ansible controller for the generated credentials (the database password); each lab uses <credentials'
+    '_dir>/<metadata.name>/.",\n'
+    '     "type": "string",\n'
+    '     "pattern": "^/",\n'
+    '     "maxLength": 1024,\n'
+    '     "default": "/var/lib/aihow-hyperscaler/credentials"\n'
+    '    },\n'
+    '    "tracking": {\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "port": {\n'
+    '       "$ref": "#/$defs/service_port",\n'
+    '       "description": "MLflow tracking server and model registry on the cloud control plane.",\n'
+    '       "default": 5000\n'
+    '      },\n'
+    '      "artifacts": {\n'
+    '       "description": "Where MLflow keeps run artifacts and model files.",\n'
+    '       "type": "object",\n'
+    '       "additionalProperties": false,\n'
+    '       "default": {},\n'
+    '       "properties": {\n'
+    '        "store": {\n'
+    '         "description": "local: on the control plane\'s disk, served through the tracking server (clients need no storage access). s3: an '
+    'S3-compatible bucket.",\n'
+    '         "enum": [\n'
+    '          "local",\n'
+    '          "s3"\n'
+    '         ],\n'
+    '         "default": "local"\n'
+    '        },\n'
+    '        "path": {\n'
+    '         "description": "store local only: an absolute directory on the control plane.",\n'
+    '         "type": "string",\n'
+    '         "pattern": "^/",\n'
+    '         "maxLength": 1024,\n'
+    '         "default": "/var/lib/mlflow/artifacts"\n'
+    '        },\n'
+    '        "s3_endpoint": {\n'
+    '         "description": "store s3 only (required there): the endpoint URL, http(s)://host[:port].",\n'
+    '         "type": "string",\n'
+    '         "maxLength": 1024\n'
+    '        },\n'
+    '        "s3_bucket": {\n'
+    '         "description": "store s3 only (required there): the bucket (S3 names: 3-63 of a-z, 0-9, . and -).",\n'
+    '         "type": "string",\n'
+    '         "maxLength": 63\n'
+    '        }\n'
+    '       }\n'
+    '      }\n'
+    '     }\n'
+    '    },\n'
+    '    "database": {\n'
+    '     "description": "PostgreSQL 15 on the cloud control plane: MLflow\'s backend store.",\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "port": {\n'
+    '       "$ref": "#/$defs/service_port",\n'
+    '       "description": "PostgreSQL on the cloud control plane (MLflow on the same VM connects to it).",\n'
+    '       "default": 5432\n'
+    '      },\n'
+    '      "name": {\n'
+    '       "description": "Database name: a-z, 0-9 and _, starting with a letter or _ (at most 63).",\n'
+    '       "type": "string",\n'
+    '       "pattern": "^[a-z_][a-z0-9_]{0,62}$",\n'
+    '       "default": "mlflow"\n'
+    '      },\n'
+    '      "user": {\n'
+    '       "description": "Database role MLflow connects as (its password is generated into credentials_dir): a-z, 0-9 and _, starting with a '
+    'letter or _ (at most 63).",\n'
+    '       "type": "string",\n'
+    '       "pattern": "^[a-z_][a-z0-9_]{0,62}$",\n'
+    '       "default": "mlflow"\n'
+    '      }\n'
+    '     }\n'
+    '    },\n'
+    '    "serving": {\n'
+    '     "description": "KServe-protocol (v2 and v1) model servers on the cloud workers.",\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "port": {\n'
+    '       "$ref": "#/$defs/service_port",\n'
+    '       "description": "Port of the model server on each cloud worker.",\n'
+    '       "default": 8080\n'
+    '      },\n'
+    '      "models": {\n'
+    '       "description": "Registered models and the alias the servers load; a worker serves each model name once.",\n'
+    '       "type": "array",\n'
+    '       "items": {\n'
+    '        "$ref": "#/$defs/served_model"\n'
+    '       },\n'
+    '       "minItems": 1,\n'
+    '       "maxItems": 64,\n'
+    '       "default": [\n'
+    '        {\n'
+    '         "name": "digits-cnn",\n'
+    '         "alias": "champion"\n'
+    '        }\n'
+    '       ]\n'
+    '      }\n'
+    '     }\n'
+    '    },\n'
+    '    "allowed_networks": {\n'
+    '     "description": "Networks (keys of global.networks) whose hosts may reach the tracking and serving ports; the cloud cluster\'s own net'
+    'work always may. Default: the HPC cluster\'s network when there is one.",\n'
+    '     "type": "array",\n'
+    '     "items": {\n'
+    '      "type": "string"\n'
+    '     },\n'
+    '     "maxItems": 64,\n'
+    '     "uniqueItems": true\n'
+    '    },\n'
+    '    "training": {\n'
+    '     "description": "The Slurm job that trains the model with torch DDP and registers it (needs clusters.hpc). Default: these values when '
+    'there is an HPC cluster, no training without one.",\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "properties": {\n'
+    '      "model_name": {\n'
+    '       "$ref": "#/$defs/mlflow_model_name",\n'
+    '       "description": "The registered model the job feeds; one of serving.models. Left out: the first of serving.models (digits-cnn with t'
+    'heir default).",\n'
+    '       "default": "digits-cnn"\n'
+    '      },\n'
+    '      "nodes": {\n'
+    '       "description": "Slurm nodes of the job (one DDP process each), in the default partition: at most its nodes. Left out: 2, or 1 when '
+    'the partition has one node.",\n'
+    '       "type": "integer",\n'
+    '       "minimum": 1,\n'
+    '       "maximum": 4096,\n'
+    '       "default": 2\n'
+    '      },\n'
+    '      "epochs": {\n'
+    '       "description": "Passes over the training data.",\n'
+    '       "type": "integer",\n'
+    '       "minimum": 1,\n'
+    '       "maximum": 10000,\n'
+    '       "default": 20\n'
+    '      },\n'
+    '      "batch_size": {\n'
+    '       "description": "Samples per DDP process and step.",\n'
+    '       "type": "integer",\n'
+    '       "minimum": 1,\n'
+    '       "maximum": 65536,\n'
+    '       "default": 64\n'
+    '      },\n'
+    '      "learning_rate": {\n'
+    '       "description": "Optimizer step size.",\n'
+    '       "type": "number",\n'
+    '       "exclusiveMinimum": 0,\n'
+    '       "maximum": 10,\n'
+    '       "default": 0.002\n'
+    '      },\n'
+    '      "min_accuracy": {\n'
+    '       "$ref": "#/$defs/accuracy",\n'
+    '       "description": "The job fails when the model\'s test accuracy is below this.",\n'
+    '       "default": 0.95\n'
+    '      }\n'
+    '     }\n'
+    '    },\n'
+    '    "promotion": {\n'
+    '     "description": "When a newly registered version takes over the alias the servers load.",\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "min_accuracy": {\n'
+    '       "$ref": "#/$defs/accuracy",\n'
+    '       "description": "The alias moves to a new version only if its test accuracy is at least this.",\n'
+    '       "default": 0.95\n'
+    '      },\n'
+    '      "alias": {\n'
+    '       "$ref": "#/$defs/mlflow_alias",\n'
+    '       "description": "The alias that moves. Default: the alias serving.models gives the training\'s model (its first entry)."\n'
+    '      }\n'
+    '     }\n'
+    '    },\n'
+    '    "finetune": {\n'
+    '     "description": "LLM fine-tuning with Oumi (oumi train) as a Slurm job on the HPC cluster (needs clusters.hpc), logging to the MLflow '
+    'tracking server. Off unless enabled.",\n'
+    '     "type": "object",\n'
+    '     "additionalProperties": false,\n'
+    '     "default": {},\n'
+    '     "properties": {\n'
+    '      "enabled": {\n'
+    '       "description": "Run the fine-tuning job (playbooks/hpc_finetune.yml).",\n'
+    '       "type": "boolean",\n'
+    '       "default": false\n'
+    '      },\n'
+    '      "model": {\n'
+    '       "description": "The base model: a Hugging Face model id (org/name: nodes need the hub) or an absolute directory in Hugging Face for'
+    'mat on the shared filesystem (offline labs).",\n'
+    '       "type": "string",\n'
+    '       "pattern": "^(/.+|[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)$",\n'
+    '       "maxLength": 1024,\n'
+    '       "default": "HuggingFaceTB/SmolLM-135M"\n'
+    '      },\n'
+    '      "dataset": {\n'
+    '       "description": "Training data: an absolute .jsonl (or .json) file of conversations in Oumi\'s format (text_sft_jsonl), seen by the '
+    'compute nodes. Left out: <shared mount>/finetune/data/train.jsonl.",\n'
+    '       "type": "string",\n'
+    '       "pattern": "^/.*\\\\.jsonl?$",\n'
+    '       "maxLength": 1024\n'
+    '      },\n'
+    '      "chat_template": {\n'
+    '       "description": "Oumi\'s chat template for the tokenizer (base models such as SmolLM-135M have none).",\n'
+    '       "enum": [\n'
+    '        "chat_ml",\n'
+    '        "default",\n'
+    '        "llama3-instruct",\n'
+    '        "zephyr",\n'
+    '        "phi3-instruct",\n'
+    '        "gpt2"\n'
+    '       ],\n'
+    '       "default": "chat_ml"\n'
+    '      },\n'
+    '      "max_steps": {\n'
+    '       "description": "Optimizer steps of the job.",\n'
+    '       "type": "integer",\n'
+    '       "minimum": 1,\n'
+    '       "maximum": 1000000,\n'
+    '       "default": 100\n'
+    '      },\n'
+    '      "learning_rate": {\n'
+    '       "description": "Optimizer step size.",\n'
+    '       "type": "number",\n'
+    '       "exclusiveMinimum": 0,\n'
+    '       "maximum": 1,\n'
+    '       "default": 0.0002\n'
+    '      },\n'
+    '      "batch_size": {\n'
+    '       "description": "Sequences per device and step (per_device_train_batch_size).",\n'
+    '       "type": "integer",\n'
+    '       "minimum": 1,\n'
+    '       "maximum": 4096,\n'
+    '       "default": 4\n'
+    '      },\n'
+    '      "max_length": {\n'
+    '       "description": "Longest sequence in tokens (model_max_length).",\n'
+    '       "type": "integer",\n'
+    '       "minimum": 16,\n'
+    '       "maximum": 131072,\n'
+    '       "default": 512\n'
+    '      },\n'
+    '      "partition": {\n'
+    '       "description": "Slurm partition of the job. Left out: clusters.hpc.slurm_config.default_partition (else the first partition).",\n'
+    '       "type": "string",\n'
+    '       "pattern": "^[a-z][a-z0-9_-]{0,39}$"\n'
+    '      },\n'
+    '      "gpus_per_node": {\n'
+    '       "description": "GPUs the job asks Slurm for (--gres=gpu:N); 0: CPU only. The job runs on one node.",\n'
+    '       "type": "integer",\n'
+    '       "minimum": 0,\n'
+    '       "maximum": 16,\n'
+    '       "default": 0\n'
+    '      },\n'
+    '      "output_dir": {\n'
+    '       "description": "Absolute directory on the shared filesystem for the runs (one subdirectory per config). Left out: <shared mount>/fi'
+    'netune/runs.",\n'
+    '       "type": "string",\n'
+    '       "pattern": "^/",\n'
+    '       "maxLength": 1024\n'
+    '      },\n'
+    '      "experiment": {\n'
+    '       "description": "MLflow experiment the fine-tuning runs log to.",\n'
+    '       "type": "string",\n'
+    '       "minLength": 1,\n'
+    '       "maxLength": 256,\n'
+    '       "default": "finetune"\n'
+    '      }\n'
+    '     }\n'
+    '    }\n'
+    '   }\n'
+    '  }\n'
+    ' }\n'
+    '}\n'
+)))
