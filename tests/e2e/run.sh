@@ -13,6 +13,8 @@
 # Needs root, libvirtd + qemu-system-x86 + genisoimage/xorriso + netcat-openbsd, and the golden image
 # from images/build.sh hpc-base (its cache: AIHOW_IMAGE_CACHE_DIR, default /var/cache/aihow-hyperscaler/images).
 # HS_E2E_IMAGE=/path/x.qcow2 uses another image instead (development only).
+# HS_E2E_CONTAINERS=charliecloud turns the containers workflow on (2 GiB nodes) and requires its jobs in hpc_verify.yml:
+# not part of `make test` (it adds the image build, push, pull and a training in the image under TCG: docs/containers.md).
 # The lab is named "e2e" (metadata.name), not "lab", so a running test never changes what the
 # inventory golden tests of config/minimal.yml see.
 set -euo pipefail
@@ -72,6 +74,14 @@ for t in "One task on every compute node" "The file names the compute node that 
          "Every node target is up" "Both ranks report the right sum from two different nodes"; do
   grep -A3 "TASK \[$t\]" "$WORK/verify.log" | grep -q '^ok: \[hpc-controller' || fail "hpc_verify.yml: '$t' did not run and pass"
 done
+# HS_E2E_CONTAINERS=charliecloud (tests/lib/e2e-cluster.sh): the container jobs must have run too.
+if [ -n "${HS_E2E_CONTAINERS:-}" ]; then
+  for t in "The image on the shared filesystem is the registry's" "Both ranks ran inside the image on two different nodes" \
+           "Both ranks trained one model that reaches the accuracy gate"; do
+    grep -A3 "TASK \[$t\]" "$WORK/verify.log" | grep -q '^ok: \[hpc-controller' \
+      || fail "hpc_verify.yml (HS_E2E_CONTAINERS=$HS_E2E_CONTAINERS): '$t' did not run and pass"
+  done
+fi
 phase_end
 
 phase_start "hostnames through ad-hoc Ansible"

@@ -3,14 +3,15 @@
 #   e2e_cluster_files REPO WORK LAB
 # writes WORK/id_ed25519{,.pub}, WORK/cluster.yml (config/minimal.yml renamed to LAB, lab mode on, pool
 # and keys in WORK, one simulated H100 per compute node, partition debug max_time 00:30:00 and QoS short
-# max_wall 10 for the limit checks), WORK/e2e.cluster.yml (the inventory source) and
+# max_wall 10 for the limit checks; with HS_E2E_CONTAINERS=RUNTIME clusters.hpc.containers.runtime RUNTIME and
+# 2 GiB nodes), WORK/e2e.cluster.yml (the inventory source) and
 # WORK/gpu-vars.yml (the GPU role's files under WORK/sysroot); sets INV and SITE_VARS (arrays) for
 # ansible-playbook, given IMAGE_NAME and IMAGE (the golden image's path).
 e2e_cluster_files() {
   local repo=$1 work=$2 lab=$3
   [ -e "$work/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "hs-$lab" -f "$work/id_ed25519"
   "$repo/.venv/bin/python" - "$repo/config/minimal.yml" "$work" "$lab" <<'PY'
-import sys, yaml
+import os, sys, yaml
 src, work, lab = sys.argv[1:]
 data = yaml.safe_load(open(src))
 data["metadata"]["name"] = lab
@@ -28,6 +29,15 @@ data["clusters"]["hpc"]["compute_nodes"]["gpu_enabled"] = True
 slurm = data["clusters"]["hpc"]["slurm_config"]
 slurm["partitions"] = [p if p != "debug" else {"name": "debug", "max_time": "00:30:00"} for p in slurm["partitions"]]
 slurm["qos"] = [{"name": "normal"}, {"name": "short", "priority": 10, "max_wall": "10"}]
+# HS_E2E_CONTAINERS=charliecloud: the containers workflow too (registry, buildah image, ch-image pull, srun ch-run).
+# The controller builds and pulls a torch image onto the shared disk, the compute nodes train in it (DDP, 2 GiB as
+# config/mlops.yml's training nodes): more memory and disk than the minimal cluster's.
+runtime = os.environ.get("HS_E2E_CONTAINERS", "")
+if runtime:
+    hpc = data["clusters"]["hpc"]
+    hpc["containers"] = {"runtime": runtime}
+    hpc["controller"].update(memory_gb=2, disk_gb=14)
+    hpc["compute_nodes"].update(memory_gb=2)
 yaml.safe_dump(data, open(work + "/cluster.yml", "w"), sort_keys=False)
 PY
   printf 'plugin: aihow.hyperscaler.cluster\nconfig: cluster.yml\n' >"$work/e2e.cluster.yml"
