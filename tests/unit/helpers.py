@@ -1,5 +1,6 @@
 """Shared test helpers: load the repo's example configs and collect validation issues."""
 import copy
+import importlib.util
 import os
 import time
 
@@ -15,6 +16,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def repo_path(*parts):
     return os.path.join(REPO, *parts)
+
+
+def load_script(module_name, *parts):
+    """Import a program the roles deploy (roles/<role>/files/<name>.py) from its file, as module_name."""
+    spec = importlib.util.spec_from_file_location(module_name, repo_path(*parts))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_yaml(*parts):

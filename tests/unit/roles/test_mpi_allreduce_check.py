@@ -1,24 +1,17 @@
 """roles/slurm/files/mpi_allreduce_check.py without MPI: the expected sum, the report, the launcher, the
 exit status, with a fake communicator in place of mpi4py's. The real allreduce runs in Molecule (one
 node, two ranks) and in hpc_verify.yml on the VMs (two nodes, one rank each)."""
-import importlib.util
 import io
 import json
-import os
 
 import pytest
 
-from helpers import REPO
-
-PATH = os.path.join(REPO, "roles", "slurm", "files", "mpi_allreduce_check.py")
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("mpi_allreduce_check", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("mpi_allreduce_check", "roles", "slurm", "files", "mpi_allreduce_check.py")
 
 
 class FakeMPI(object):

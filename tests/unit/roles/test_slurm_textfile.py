@@ -1,21 +1,15 @@
 """The Slurm textfile collector (roles/monitoring/files/hyperscaler_slurm_textfile.py) with fake Slurm commands."""
-import importlib.util
 import os
 import stat
 
 import pytest
 
-from helpers import repo_path
-
-SCRIPT = repo_path("roles", "monitoring", "files", "hyperscaler_slurm_textfile.py")
+from helpers import load_script, repo_path
 
 
 @pytest.fixture(scope="module")
 def collector():
-    spec = importlib.util.spec_from_file_location("hyperscaler_slurm_textfile", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("hyperscaler_slurm_textfile", "roles", "monitoring", "files", "hyperscaler_slurm_textfile.py")
 
 
 def data(name):

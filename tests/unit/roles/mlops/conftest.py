@@ -11,13 +11,13 @@ script, Python finds it because the script's directory comes first on sys.path; 
 file location it does not, so that directory is put on sys.path as well.
 """
 import importlib
-import importlib.util
 import os
 import sys
 
 import pytest
 
 from helpers import REPO
+from helpers import load_script as load_repo_script
 
 SCRIPTS = {
     "train": ("roles", "mlops_pipeline", "files", "train_digits.py"),
@@ -37,10 +37,7 @@ def script_path(key):
 
 
 def load_script(key):
-    spec = importlib.util.spec_from_file_location("mlops_" + key, script_path(key))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_script("mlops_" + key, *SCRIPTS[key])
 
 
 @pytest.fixture(scope="session")
