@@ -346,7 +346,7 @@ fail() {  # PHASE RC LOG
   if [ -f "$3" ]; then
     # The last three lines say more than the last one ("up failed, cleaning up" follows the cause).
     last=$(grep -v '^[[:space:]]*$' "$3" | tail -n 3 | sed 's/^[[:space:]]*//' | cut -c1-200 | paste -sd'|' - | sed 's/|/ | /g')
-    { echo "--- last lines of $3"; tail -n 25 "$3"; echo "---"; } >&2
+    { echo "--- last lines of $3"; tail -n 60 "$3"; echo "---"; } >&2
   fi
   summary
   echo "fresh-machine: FAILED in phase $1 (exit $2$([ "$2" != 124 ] || echo ", time limit")): ${last:-no output}; log: $3"
@@ -430,4 +430,10 @@ if [ "$(host_state)" != "$host_before" ]; then
   fail host-untouched 1 "$LOGS/host-state.diff"
 fi
 summary
+# make test runs these tiers only here (tests/run-all.sh): their result lines, for the CI log.
+for tier in unit ansible-lint shellcheck promtool collection-install gpu-simulator; do
+  [ -f "$LOGS/container/$tier.log" ] || continue
+  echo "--- $tier (last lines of $LOGS/container/$tier.log)"
+  grep -v '^[[:space:]]*$' "$LOGS/container/$tier.log" | grep -Ev '^(Name|-{5,}|plugins/)' | tail -n 4
+done
 echo "fresh-machine: PASSED"
