@@ -8,7 +8,8 @@
 #   verify over the inference API)
 #   -> the inference command site.yml printed, run as printed
 #   -> only the workflow's ports cross from the HPC network to the cloud network
-#   -> mlops_rollback.yml (a bad model refused by the gate; forced, verify fails; the previous champion back)
+#   -> with HS_E2E_ROLLBACK=1: mlops_rollback.yml (a bad model refused by the gate; forced, verify fails; the
+#      previous champion back; not in make test: 13 min under TCG)
 #   -> site.yml again (changed=0) -> destroy.yml -> nothing left.
 # Needs what tests/e2e/run.sh needs, and the golden images hpc-base and cloud-base (images/build.sh).
 # The lab is named "e2emlops".
@@ -81,11 +82,19 @@ echo "$probe"
   || fail "from hpc-compute-01 to the cloud control plane expected MLflow (5000) open, SSH (22) and PostgreSQL (5432) closed: $probe"
 phase_end
 
-phase_start "mlops_rollback.yml: a bad model refused, forced, caught, rolled back"
-ansible-playbook "${INV[@]}" playbooks/mlops_rollback.yml | tee "$WORK/rollback.log"
-grep -q "refused by the gate" "$WORK/rollback.log" || fail "the gate did not refuse the bad model"
-grep -Eq "^cloud-control-plane +: ok=[1-9].* failed=0" "$WORK/rollback.log" || fail "mlops_rollback.yml failed"
-phase_end
+# The drill on the VMs took 801 s under TCG (2026-12-03), which pushed make test past CI's 90 min: it runs with
+# HS_E2E_ROLLBACK=1. tests/integration/mlops-native.sh (in make test) runs the same drill with the same programs
+# natively: bad model refused, forced, verify fails, rollback, verify passes.
+if [ "${HS_E2E_ROLLBACK:-0}" = 1 ]; then
+  phase_start "mlops_rollback.yml: a bad model refused, forced, caught, rolled back"
+  ansible-playbook "${INV[@]}" playbooks/mlops_rollback.yml | tee "$WORK/rollback.log"
+  grep -q "refused by the gate" "$WORK/rollback.log" || fail "the gate did not refuse the bad model"
+  grep -Eq "^cloud-control-plane +: ok=[1-9].* failed=0" "$WORK/rollback.log" || fail "mlops_rollback.yml failed"
+  phase_end
+else
+  echo "=== e2e-mlops: mlops_rollback.yml NOT RUN on the VMs (HS_E2E_ROLLBACK=1 runs it, about 13 min under TCG;" \
+    "tests/integration/mlops-native.sh ran the drill natively)"
+fi
 
 phase_start "site.yml again (idempotent)"
 ansible-playbook "${INV[@]}" playbooks/site.yml "${SITE_VARS[@]}" | tee "$WORK/site2.log"
