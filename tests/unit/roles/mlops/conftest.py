@@ -32,10 +32,6 @@ if PIPELINE_FILES not in sys.path:
     sys.path.insert(0, PIPELINE_FILES)
 
 
-def script_path(key):
-    return os.path.join(REPO, *SCRIPTS[key])
-
-
 def load_script(key):
     return load_repo_script("mlops_" + key, *SCRIPTS[key])
 
