@@ -11,7 +11,8 @@
 #   -> restart -> verify passes again.
 # Also: register/promote again are changed false; the job's own gate (exit 3, run FAILED in MLflow);
 # the MNIST idx path (synthetic idx files, 28x28) trains and logs a 784-pixel model; clear errors
-# (exit 2) for an unknown model, an unreachable server, a rollback with nothing to roll back to.
+# (exit 2) for an unknown model, an unreachable server, a rollback with nothing to roll back to; the training in
+# the container image's view of the venv (tests/integration/container_image_view.py).
 #
 # Root (the PostgreSQL cluster runs as the postgres user); Debian packages postgresql-15, util-linux,
 # python3-venv. Creates .venv-mlops (the cloud image's lock, --no-deps) when missing; installs nothing
@@ -49,6 +50,14 @@ for r in 0 1; do
     || mlops_fail "rank $r did not pick the loopback interface for gloo: $S/train-good-r$r.log"
 done
 mlops_log "job: test_accuracy $GOOD_ACC, $(mlops_json "$GOOD" steps) steps, $(mlops_json "$GOOD" seconds) s (run $GOOD_RUN)"
+
+# roles/container_runtime's image leaves packages out of the venv (container_runtime_image_exclude): the
+# training must still log its model in that view (a SciPy exclusion once broke it only inside the image).
+phase "train in the container image's view of the venv (its exclusions)"
+mkdir -p "$S/image-view"
+"$MLOPS_PY" "$MLOPS_REPO/tests/integration/container_image_view.py" --venv "$MLOPS_VENV" --work "$S/image-view" \
+  >"$S/image-view.log" 2>&1 || mlops_fail "training in the container image's view failed: $S/image-view.log"
+mlops_log "$(tail -n 1 "$S/image-view.log")"
 
 phase "register + promote (gate accepts), again: changed false"
 mlops_registry "$S/reg-good.json" register --name "$MODEL" --result-file "$GOOD"
