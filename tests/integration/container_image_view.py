@@ -73,7 +73,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--venv", required=True, help="a venv with the image's packages (e.g. .venv-mlops)")
     parser.add_argument("--work", required=True, help="an empty scratch directory")
     args = parser.parse_args(argv)
