@@ -1,7 +1,8 @@
 """Slurm output parsers and the textfile of the Slurm collector (plugins/module_utils/monitoring/slurm.py).
 
 The inputs under tests/unit/data/monitoring/ are in the format of Slurm 22.05 (Debian 12): scontrol --oneliner
-show node|job, squeue --format=%i|%P|%T, sinfo --format=%R, scontrol ping. Molecule's slurm scenario runs the
+show node|job, squeue --format=%i|%P|%T, sinfo --format=%R, scontrol ping. Those under recorded/ are a live Slurm's
+(tests/monitoring/record-slurm-samples.sh); the others are hand-written for states one node cannot show. Molecule's slurm scenario runs the
 collector on a live slurmctld and checks the values in Prometheus.
 """
 import ast
@@ -199,3 +200,53 @@ def test_the_parser_needs_nothing_of_the_collection():
             imported.update(a.name for a in node.names)
     assert imported <= {"__future__", "re"}, imported
     assert os.path.basename(path) == "slurm.py"
+
+
+# Recorded from a live Slurm 22.05.8 (Debian 12) by tests/monitoring/record-slurm-samples.sh (Molecule's slurm
+# scenario: one node with two typed MIG GRES, a running GPU job, a 6-task array and a job pending, the node
+# drained under them, then slurmctld stopped for the DOWN ping). The hand-written samples above cover what one
+# node cannot show (several nodes, DOWN+NOT_RESPONDING, multi-partition jobs).
+def recorded(name):
+    return data(os.path.join("recorded", name))
+
+
+def test_recorded_version_is_the_guests_slurm():
+    assert recorded("VERSION").split() == ["slurm-wlm", "22.05.8"]
+
+
+def test_recorded_ping():
+    assert slurm.parse_ping(recorded("scontrol-ping-up.txt"), 0) == [("hpc-aio", True)]
+    assert slurm.parse_ping(recorded("scontrol-ping-down.txt"), 1) == [("hpc-aio", False)]
+
+
+def test_recorded_drained_node_with_typed_gres():
+    (node,) = slurm.parse_nodes(recorded("scontrol-show-node.txt"))
+    assert (node["name"], node["state"], node["flags"]) == ("hpc-aio", "allocated", ["drain"])
+    assert (node["cpus_total"], node["cpus_alloc"]) == (1, 1)
+    assert (node["memory_bytes"], node["memory_alloc_bytes"]) == (1536 << 20, 256 << 20)
+    assert node["partitions"] == ["batch", "gpu"] and node["reason"].startswith("recorded drain [root@")
+
+
+def test_recorded_queue_counts_each_array_task():
+    assert slurm.parse_partitions(recorded("sinfo-partitions.txt")) == ["batch", "gpu"]
+    # squeue --array lists every pending task of the array on its own line (2_0 ... 2_5).
+    assert slurm.parse_queue(recorded("squeue.txt")) == {("batch", "pending"): 7, ("gpu", "running"): 1}
+
+
+def test_recorded_running_job_counts_its_typed_gpu_once():
+    # TRES=...,gres/gpu=1,gres/gpu:1g.10gb=1: the typed count is part of the total, not a second GPU.
+    assert slurm.parse_running_jobs(recorded("scontrol-show-job.txt")) == [{
+        "job_id": "1", "name": "train", "user": "root", "partition": "gpu", "nodes": "hpc-aio",
+        "cpus": 1, "memory_bytes": 256 << 20, "gpus": 1}]
+
+
+def test_recorded_output_renders():
+    text = slurm.render(
+        "molecule", slurm.parse_ping(recorded("scontrol-ping-up.txt"), 0),
+        nodes=slurm.parse_nodes(recorded("scontrol-show-node.txt")), queue=slurm.parse_queue(recorded("squeue.txt")),
+        partitions=slurm.parse_partitions(recorded("sinfo-partitions.txt")),
+        jobs=slurm.parse_running_jobs(recorded("scontrol-show-job.txt")), now=1, duration=0.1)
+    s = _samples(text)
+    assert s[("hyperscaler_slurm_node_flag", frozenset({("slurm_cluster", "molecule"), ("slurm_node", "hpc-aio"),
+                                                         ("flag", "drain")}))] == 1
+    assert s[("hyperscaler_slurm_jobs_running", frozenset({("slurm_cluster", "molecule")}))] == 1
