@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-out=$root/tests/unit/data/monitoring/recorded
+rec_dir=$root/tests/unit/data/monitoring/recorded
 ct=hpc-aio
 # shellcheck source=tests/molecule/build-image.sh
 source tests/molecule/build-image.sh hpc >/dev/null
@@ -23,10 +23,10 @@ in_ct() { podman exec "$ct" env LC_ALL=C "$@"; }
 record() {
   local file=$1; shift
   local rc=0
-  in_ct "$@" >"$out/$file" 2>/dev/null || rc=$?
-  echo "$file: $* (rc $rc, $(wc -l <"$out/$file") lines)"
+  in_ct "$@" >"$rec_dir/$file" 2>/dev/null || rc=$?
+  echo "$file: $* (rc $rc, $(wc -l <"$rec_dir/$file") lines)"
 }
-mkdir -p "$out"
+mkdir -p "$rec_dir"
 in_ct scontrol update nodename="$ct" state=resume >/dev/null 2>&1 || true
 # A running job holding a GPU, an array whose tasks cannot all run on the node's CPUs, a job waiting for the
 # whole node; then the node drained under them (MIXED+DRAIN, with a reason).
@@ -46,5 +46,5 @@ in_ct scontrol update nodename="$ct" state=resume
 in_ct systemctl stop slurmctld
 record scontrol-ping-down.txt scontrol ping
 in_ct systemctl start slurmctld
-in_ct scontrol --version >"$out/VERSION"
-echo "recorded into $out ($(cat "$out/VERSION"))"
+in_ct scontrol --version >"$rec_dir/VERSION"
+echo "recorded into $rec_dir ($(cat "$rec_dir/VERSION"))"
