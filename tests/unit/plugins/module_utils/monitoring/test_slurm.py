@@ -247,6 +247,6 @@ def test_recorded_output_renders():
         partitions=slurm.parse_partitions(recorded("sinfo-partitions.txt")),
         jobs=slurm.parse_running_jobs(recorded("scontrol-show-job.txt")), now=1, duration=0.1)
     s = _samples(text)
-    assert s[("hyperscaler_slurm_node_flag", frozenset({("slurm_cluster", "molecule"), ("slurm_node", "hpc-aio"),
-                                                         ("flag", "drain")}))] == 1
+    drained = frozenset({("slurm_cluster", "molecule"), ("slurm_node", "hpc-aio"), ("flag", "drain")})
+    assert s[("hyperscaler_slurm_node_flag", drained)] == 1
     assert s[("hyperscaler_slurm_jobs_running", frozenset({("slurm_cluster", "molecule")}))] == 1
