@@ -124,27 +124,49 @@ def _int_env(env, name):
         raise UsageError("environment variable %s=%r is not an integer" % (name, value)) from None
 
 
-def first_host(nodelist):
-    """The first host of a Slurm node list, without scontrol: 'cn[01-03,7],gpu1' -> 'cn01'."""
+def expand_hosts(nodelist):
+    """Every host of a Slurm node list, without scontrol: 'cn[01-03,7],gpu1' -> cn01 cn02 cn03 cn7 gpu1.
+
+    One bracket group per name (Slurm's usual form); ranges keep their zero padding.
+    """
     nodelist = nodelist.strip()
     if not nodelist:
         raise UsageError("SLURM_JOB_NODELIST is empty")
-    head = ""
-    depth = 0
+    items, item, depth = [], "", 0
     for char in nodelist:
         if char == "," and depth == 0:
-            break
+            items.append(item)
+            item = ""
+            continue
         depth += char == "["
         depth -= char == "]"
-        head += char
-    if "[" not in head:
-        return head
-    prefix, rest = head.split("[", 1)
-    first = rest.split("]", 1)[0].split(",", 1)[0].split("-", 1)[0]
-    suffix = rest.split("]", 1)[1] if "]" in rest else ""
-    if not prefix + first or "[" in suffix:
+        item += char
+    items.append(item)
+    hosts = []
+    for name in items:
+        if "[" not in name:
+            if name:
+                hosts.append(name)
+            continue
+        prefix, rest = name.split("[", 1)
+        ranges, _sep, suffix = rest.partition("]")
+        if not _sep or "[" in suffix or not ranges:
+            raise UsageError("cannot read the hosts of SLURM_JOB_NODELIST=%r" % nodelist)
+        for part in ranges.split(","):
+            low, _dash, high = part.partition("-")
+            if not low.isdigit() or (high and not high.isdigit()):
+                raise UsageError("cannot read the hosts of SLURM_JOB_NODELIST=%r" % nodelist)
+            for number in range(int(low), int(high or low) + 1):
+                hosts.append("%s%0*d%s" % (prefix, len(low), number, suffix))
+    return hosts
+
+
+def first_host(nodelist):
+    """The first host of a Slurm node list, without scontrol: 'cn[01-03,7],gpu1' -> 'cn01'."""
+    hosts = expand_hosts(nodelist)
+    if not hosts:
         raise UsageError("cannot read the first host of SLURM_JOB_NODELIST=%r" % nodelist)
-    return prefix + first + suffix
+    return hosts[0]
 
 
 def slurm_first_host(nodelist, run=subprocess.run):
@@ -161,13 +183,20 @@ def slurm_first_host(nodelist, run=subprocess.run):
 
 
 def slurm_hosts(nodelist, run=subprocess.run):
-    """Every host of the node list as `scontrol show hostnames` expands it; [] without scontrol."""
+    """Every host of the node list as `scontrol show hostnames` expands it; parsed here without scontrol
+    (inside a container image: rank 0 on the rendezvous host needs its peers to find its interface), [] if
+    unreadable."""
     try:
         done = run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30,
                    check=False)
+        if done.returncode == 0 and done.stdout.split():
+            return done.stdout.split()
     except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return expand_hosts(nodelist)
+    except UsageError:
         return []
-    return done.stdout.split() if done.returncode == 0 else []
 
 
 def collective_interface(master_addr, port, peers, route=None):

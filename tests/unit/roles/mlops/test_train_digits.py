@@ -134,6 +134,28 @@ def test_first_host_of_nothing(train):
         train.first_host(" ")
 
 
+@pytest.mark.parametrize("nodelist, hosts", [
+    ("hpc-compute-[01-02]", ["hpc-compute-01", "hpc-compute-02"]),
+    ("cn[01-03,7],gpu1", ["cn01", "cn02", "cn03", "cn7", "gpu1"]), ("a[1-2]-ib,b1", ["a1-ib", "a2-ib", "b1"]),
+    ("node1", ["node1"]), ("x[9-11]", ["x9", "x10", "x11"]),
+])
+def test_expand_hosts(train, nodelist, hosts):
+    assert train.expand_hosts(nodelist) == hosts
+
+
+@pytest.mark.parametrize("nodelist", ["cn[01", "cn[a-b]", "cn[1]x[2]", "cn[]"])
+def test_expand_hosts_refuses_what_it_cannot_read(train, nodelist):
+    with pytest.raises(train.UsageError, match="cannot read the hosts"):
+        train.expand_hosts(nodelist)
+
+
+def test_slurm_hosts_without_scontrol_parses_the_node_list(train):
+    # Inside the container image there is no scontrol: rank 0 still needs its peers (the VM run of 2026-12-04
+    # chose loopback without them, and rank 1 could not connect).
+    assert train.slurm_hosts("hpc-compute-[01-02]", run=no_scontrol) == ["hpc-compute-01", "hpc-compute-02"]
+    assert train.slurm_hosts("cn[01", run=no_scontrol) == []
+
+
 @pytest.mark.parametrize("requested, cuda, visible, backend, reason", [
     ("auto", False, "0", "gloo", "torch.cuda.is_available() is false"),
     ("auto", True, "0,1", "nccl", "CUDA_VISIBLE_DEVICES=0,1"),
